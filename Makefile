@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine (Python 3.11 + Go): `make demo` and `make test`.
+# Everything else is set up by these targets; nothing needs installing by hand.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: venv tools test unit lint e2e demo demo-down clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules into
+# ~/.cache/pullsecret-injector (reused when already built).
+tools:
+	tools/build-control-plane.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check webhook certs
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+e2e: venv tools
+	PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) $(PY) -m pytest tests/e2e -q
+
+# The whole suite CI runs: lint, unit tests, then e2e on the real control plane.
+test: venv tools lint
+	PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) $(PY) -m pytest -q
+
+demo: venv tools
+	PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) $(PY) -m tools.demo up
+
+demo-down: venv
+	$(PY) -m tools.demo down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

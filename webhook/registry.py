@@ -1,0 +1,327 @@
+"""Credential-key matching, exactly as the kubelet's keyring does it.
+
+Source of truth: ``pkg/credentialprovider`` (``keyring.go`` ``Add``/``Lookup``,
+``config.go`` ``URLsMatch``). The rules are surprising enough that they are restated here:
+
+* keys are normalised on the way in (``https://`` added, URL parsed, a leading ``/v1/`` or
+  ``/v2/`` dropped) and keys that do not parse are skipped;
+* a key matches a repository when the ports are equal (no port is a value of its own), the
+  hosts have the same number of dot-separated labels, each label matches as a shell glob
+  (Go ``filepath.Match``: ``*`` stays inside one label and may match nothing) and the key's
+  path is a plain *string* prefix of the repository path (``/pong`` matches ``/pongz``);
+* every matching key contributes, visited in reverse lexicographic order of the normalised
+  key; Docker Hub credentials stored under ``index.docker.io`` are used only as a fallback
+  when nothing else matched.
+
+The same matcher serves policy registry patterns, so a pattern means exactly what the same
+string would mean as a key in a pull secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import NamedTuple
+from urllib.parse import unquote
+
+__all__ = [
+    "DEFAULT_REGISTRY_KEY",
+    "ParsedURL",
+    "glob_match",
+    "is_default_registry_match",
+    "lookup",
+    "normalize_key",
+    "parse_schemeless",
+    "urls_match",
+]
+
+DEFAULT_REGISTRY_KEY = "index.docker.io"
+
+_HOST_CHARS_REJECTED = frozenset(" \t\r\n%{}|\\^`")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedURL:
+    """A schemeless URL split the way Go's ``url.Parse`` + ``SplitURL`` split it."""
+
+    labels: tuple[str, ...]
+    """Host split on ``.`` (brackets of an IPv6 literal removed when a port was given)."""
+    port: str
+    """Port string, ``""`` when absent."""
+    path: str
+    """Unescaped path, ``""`` when absent."""
+
+
+class _BadPattern(ValueError):
+    """A glob Go's ``filepath.Match`` rejects (``ErrBadPattern``)."""
+
+
+def normalize_key(key: str) -> str | None:
+    """Normalise a pull-secret ``auths`` key like ``BasicDockerKeyring.Add``.
+
+    Returns ``None`` for a key the kubelet would skip because it does not parse as a URL.
+    """
+    return _normalize_key_cached(key)
+
+
+@lru_cache(maxsize=16384)
+def _normalize_key_cached(key: str) -> str | None:
+    value = key if key.startswith(("https://", "http://")) else "https://" + key
+    parsed = _go_url_parse(value)
+    if parsed is None:
+        return None
+    host, path = parsed
+    if path.startswith(("/v2/", "/v1/")):
+        path = path[3:]
+    return host + path if path and path != "/" else host
+
+
+def _go_url_parse(url: str) -> tuple[str, str] | None:
+    """(host, unescaped path) of an absolute http(s) URL, or None where Go's parser errs."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return None
+    rest = url.split("://", 1)[1]
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    path = slash + path
+    host = authority.rpartition("@")[2]
+    if any(c in _HOST_CHARS_REJECTED for c in host):
+        return None
+    if host.startswith("["):
+        close = host.find("]")
+        if close < 0:
+            return None
+        after = host[close + 1 :]
+        if after and not ((after.startswith(":") and after[1:].isdigit()) or after == ":"):
+            return None
+    elif ":" in host:
+        port = host.rpartition(":")[2]
+        if port and not (port.isascii() and port.isdigit()):
+            return None
+    if "%" in path and not _valid_escapes(path):
+        return None
+    return host, unquote(path)
+
+
+def _valid_escapes(text: str) -> bool:
+    """Every ``%`` starts a two-hex-digit escape, as Go's ``unescape`` requires."""
+    return all(re.fullmatch(r"[0-9a-fA-F]{2}", part[:2]) for part in text.split("%")[1:])
+
+
+def parse_schemeless(url: str) -> ParsedURL | None:
+    """Parse a key or repository like ``ParseSchemelessURL`` + ``SplitURL``; None if invalid."""
+    return _parse_schemeless_cached(url)
+
+
+@lru_cache(maxsize=16384)
+def _parse_schemeless_cached(url: str) -> ParsedURL | None:
+    parsed = _go_url_parse("https://" + url)
+    if parsed is None:
+        return None
+    host, path = parsed
+    hostname, port = _split_host_port(host)
+    return ParsedURL(labels=tuple(hostname.split(".")), port=port, path=path)
+
+
+def _split_host_port(host: str) -> tuple[str, str]:
+    """Go's ``net.SplitHostPort`` with ``SplitURL``'s fallback to (host, "") on error."""
+    if host.startswith("["):
+        close = host.find("]")
+        if close < 0 or close + 1 >= len(host) or host[close + 1] != ":":
+            return host, ""
+        inner, port = host[1:close], host[close + 2 :]
+        if ":" in port or "[" in inner or "]" in port:
+            return host, ""
+        return inner, port
+    if host.count(":") != 1:
+        return host, ""
+    name, _, port = host.partition(":")
+    if "[" in name or "]" in name or "[" in port or "]" in port:
+        return host, ""
+    return name, port
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Go ``filepath.Match`` on one DNS label; a malformed pattern matches nothing.
+
+    Go reports ``ErrBadPattern`` for a malformed pattern and the kubelet treats any error
+    as "no match", so validating first and then matching gives the same answers.
+    """
+    return _glob_match_cached(pattern, name)
+
+
+@lru_cache(maxsize=65536)
+def _glob_match_cached(pattern: str, name: str) -> bool:
+    try:
+        tokens = _compile_glob(pattern)
+    except _BadPattern:
+        return False
+    return _match_tokens(tokens, 0, name, 0)
+
+
+def is_valid_glob(pattern: str) -> bool:
+    """True when Go's ``filepath.Match`` accepts ``pattern`` (used to validate policies)."""
+    try:
+        _compile_glob(pattern)
+    except _BadPattern:
+        return False
+    return True
+
+
+class _Wildcard(Enum):
+    STAR = "*"
+    ANY_CHAR = "?"
+
+
+class _CharClass(NamedTuple):
+    negated: bool
+    ranges: tuple[tuple[str, str], ...]
+
+
+# A compiled glob token: a wildcard, a character class, or one literal character (escapes
+# already resolved).
+_Token = _Wildcard | _CharClass | str
+
+
+@lru_cache(maxsize=4096)
+def _compile_glob(pattern: str) -> tuple[_Token, ...]:
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if not tokens or tokens[-1] is not _Wildcard.STAR:
+                tokens.append(_Wildcard.STAR)
+            i += 1
+        elif char == "?":
+            tokens.append(_Wildcard.ANY_CHAR)
+            i += 1
+        elif char == "[":
+            negated = i + 1 < len(pattern) and pattern[i + 1] == "^"
+            i += 2 if negated else 1
+            ranges: list[tuple[str, str]] = []
+            while True:
+                if i < len(pattern) and pattern[i] == "]" and ranges:
+                    i += 1
+                    break
+                low, i = _class_char(pattern, i)
+                high = low
+                if i < len(pattern) and pattern[i] == "-":
+                    high, i = _class_char(pattern, i + 1)
+                ranges.append((low, high))
+            tokens.append(_CharClass(negated, tuple(ranges)))
+        else:
+            if char == "\\":
+                i += 1
+                if i >= len(pattern):
+                    raise _BadPattern(pattern)
+                char = pattern[i]
+            tokens.append(char)
+            i += 1
+    return tuple(tokens)
+
+
+def _class_char(pattern: str, i: int) -> tuple[str, int]:
+    if i >= len(pattern) or pattern[i] in "-]":
+        raise _BadPattern(pattern)
+    if pattern[i] == "\\":
+        i += 1
+        if i >= len(pattern):
+            raise _BadPattern(pattern)
+    return pattern[i], i + 1
+
+
+def _match_tokens(tokens: tuple[_Token, ...], ti: int, name: str, ni: int) -> bool:
+    while ti < len(tokens):
+        token = tokens[ti]
+        if token is _Wildcard.STAR:
+            if ti + 1 == len(tokens):
+                return True
+            return any(
+                _match_tokens(tokens, ti + 1, name, start) for start in range(ni, len(name) + 1)
+            )
+        if ni >= len(name):
+            return False
+        if isinstance(token, _CharClass):
+            if any(low <= name[ni] <= high for low, high in token.ranges) == token.negated:
+                return False
+        elif token is not _Wildcard.ANY_CHAR and token != name[ni]:
+            return False
+        ti, ni = ti + 1, ni + 1
+    return ni == len(name)
+
+
+def urls_match(pattern: str, target: str) -> bool:
+    """The kubelet's ``URLsMatchStr``: does key/pattern ``pattern`` cover ``target``?"""
+    glob_url = parse_schemeless(pattern)
+    target_url = parse_schemeless(target)
+    if glob_url is None or target_url is None:
+        return False
+    return _parsed_match(glob_url, target_url)
+
+
+def _parsed_match(glob_url: ParsedURL, target_url: ParsedURL) -> bool:
+    if glob_url.port != target_url.port:
+        return False
+    if len(glob_url.labels) != len(target_url.labels):
+        return False
+    if not target_url.path.startswith(glob_url.path):
+        return False
+    return all(
+        glob_match(glob, label)
+        for glob, label in zip(glob_url.labels, target_url.labels, strict=True)
+    )
+
+
+def is_default_registry_match(repository: str) -> bool:
+    """Would the runtime pull ``repository`` from Docker Hub (kubelet's heuristic)?"""
+    first, slash, _ = repository.partition("/")
+    if not first:
+        return False
+    if not slash:
+        return True
+    if first in ("docker.io", DEFAULT_REGISTRY_KEY):
+        return True
+    return "." not in first and ":" not in first
+
+
+def lookup(keys: Sequence[str], repository: str) -> list[str]:
+    """Which of ``keys`` the kubelet would use for ``repository``, in the kubelet's order.
+
+    ``keys`` are ``auths`` keys exactly as written in a pull secret (several secrets' keys
+    may be passed together: the kubelet puts all of a pod's pull secrets in one keyring).
+    Every original key whose normalised form matches is returned; keys that normalise to the
+    same string keep their input order. ``repository`` must already be normalised
+    (``ImageRef.repository``).
+    """
+    return lookup_grouped(normalized_keys(keys), repository)
+
+
+def lookup_grouped(by_normalized: Mapping[str, Sequence[str]], repository: str) -> list[str]:
+    """``lookup`` over keys already grouped by ``normalized_keys`` (callers that index keys
+    once and look up many repositories skip re-normalising)."""
+    target = parse_schemeless(repository)
+    matched: list[str] = []
+    if target is not None:
+        for normalized in sorted(by_normalized, reverse=True):
+            glob_url = parse_schemeless(normalized)
+            if glob_url is not None and _parsed_match(glob_url, target):
+                matched.extend(by_normalized[normalized])
+    if matched:
+        return matched
+    if is_default_registry_match(repository):
+        return list(by_normalized.get(DEFAULT_REGISTRY_KEY, ()))
+    return []
+
+
+def normalized_keys(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Group raw keys by normalised form, dropping keys the kubelet would skip."""
+    grouped: dict[str, list[str]] = {}
+    for key in keys:
+        normalized = normalize_key(key)
+        if normalized is not None:
+            grouped.setdefault(normalized, []).append(key)
+    return grouped
