@@ -192,9 +192,7 @@ def _checked_entry(key: str, entry: object) -> Mapping[str, Any]:
     if entry is None:
         return {}
     if not isinstance(entry, dict):
-        raise InvalidPullSecret(
-            PullSecretProblem.BAD_JSON, f"entry {key!r} must be a JSON object"
-        )
+        raise InvalidPullSecret(PullSecretProblem.BAD_JSON, f"entry {key!r} must be a JSON object")
     for name in ("username", "password", "email", "auth"):
         value = _field(entry, name)
         if value is not None and not isinstance(value, str):
