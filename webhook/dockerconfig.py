@@ -17,7 +17,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -83,9 +83,9 @@ class DockerConfig:
     content_hash: str = field(default="", compare=True)
     """sha256 of the canonical payload; lets copies be compared without holding data twice."""
 
-    def subset(self, keep: Mapping[str, str]) -> DockerConfig:
-        """A config with only the entries named by ``keep`` (original key -> new key)."""
-        entries = {new: self.entries[old] for old, new in keep.items() if old in self.entries}
+    def subset_pairs(self, pairs: Sequence[tuple[str, str]]) -> DockerConfig:
+        """A config with only the entries named by ``pairs`` (key here, key in the result)."""
+        entries = {new: self.entries[old] for old, new in pairs if old in self.entries}
         return from_entries(self.format, entries)
 
     def payload(self) -> bytes:

@@ -35,6 +35,7 @@ __all__ = [
     "lookup",
     "normalize_key",
     "parse_schemeless",
+    "patterns_match",
     "urls_match",
 ]
 
@@ -260,10 +261,11 @@ def urls_match(pattern: str, target: str) -> bool:
     target_url = parse_schemeless(target)
     if glob_url is None or target_url is None:
         return False
-    return _parsed_match(glob_url, target_url)
+    return patterns_match(glob_url, target_url)
 
 
-def _parsed_match(glob_url: ParsedURL, target_url: ParsedURL) -> bool:
+def patterns_match(glob_url: ParsedURL, target_url: ParsedURL) -> bool:
+    """``urls_match`` on already-parsed URLs (for indexes that parse each pattern once)."""
     if glob_url.port != target_url.port:
         return False
     if len(glob_url.labels) != len(target_url.labels):
@@ -308,7 +310,7 @@ def lookup_grouped(by_normalized: Mapping[str, Sequence[str]], repository: str) 
     if target is not None:
         for normalized in sorted(by_normalized, reverse=True):
             glob_url = parse_schemeless(normalized)
-            if glob_url is not None and _parsed_match(glob_url, target):
+            if glob_url is not None and patterns_match(glob_url, target):
                 matched.extend(by_normalized[normalized])
     if matched:
         return matched

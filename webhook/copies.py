@@ -1,0 +1,184 @@
+"""What each namespace's copy of a pull secret should contain, and who owns it.
+
+One function decides the desired copies of a namespace (``desired_copies``) and one renders
+a copy (``render_copy``); the admission path and the sync controller both call them, so a
+copy created at pod admission is byte-identical to the one the controller would write.
+
+Credential subset: with ``credentialSubset: true`` a copy carries only the ``auths`` entries
+the rule's ``registries`` grant. An entry whose key lies inside a granted pattern is kept as
+is; an entry whose key is *broader* than a granted pattern (key ``quay.io``, grant
+``quay.io/team``) is re-keyed to the pattern, so the kubelet uses it only for what was
+granted; any other entry is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.clusterview import (
+    HASH_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    SOURCE_ANNOTATION,
+    ClusterView,
+    SourceSecret,
+)
+from webhook.dockerconfig import encode_secret_data
+from webhook.policy import Policy, Rule, SecretRef
+from webhook.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
+
+__all__ = [
+    "RULES_ANNOTATION",
+    "CopySpec",
+    "applicable_rules",
+    "desired_copies",
+    "grant_subset",
+    "namespace_labels_or_default",
+    "render_copy",
+]
+
+RULES_ANNOTATION = "pullsecret-injector.io/rules"
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+KeyMapping = tuple[tuple[str, str], ...]
+"""(key in the source, key in the copy) pairs."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopySpec:
+    """The copy ``name`` that must exist in ``namespace``."""
+
+    namespace: str
+    name: str
+    source_namespace: str
+    source_name: str
+    rules: tuple[str, ...]
+    """Rules that want this copy here (informational annotation)."""
+    subset: KeyMapping | None
+    """``None``: a verbatim copy; otherwise which entries to carry, under which keys."""
+
+    @property
+    def source(self) -> str:
+        return f"{self.source_namespace}/{self.source_name}"
+
+    @property
+    def is_source_itself(self) -> bool:
+        """A pod in the source namespace uses the source secret directly: nothing to copy."""
+        return (self.namespace, self.name) == (self.source_namespace, self.source_name)
+
+
+def namespace_labels_or_default(
+    view: ClusterView, namespace: str
+) -> tuple[Mapping[str, str], bool]:
+    """Labels of ``namespace`` and whether they are known (the API server always sets the
+    name label, so an unseen namespace still matches selectors on its name)."""
+    labels = view.namespace_labels(namespace)
+    if labels is None:
+        return {NAME_LABEL: namespace}, False
+    return labels, True
+
+
+def applicable_rules(policy: Policy, namespace: str, labels: Mapping[str, str]) -> list[Rule]:
+    return [rule for rule in policy.rules if rule.namespaces.matches(namespace, labels)]
+
+
+def grant_subset(keys: Sequence[str], patterns: Sequence[str]) -> KeyMapping:
+    """Which entries a copy restricted to ``patterns`` keeps, and under which key."""
+    pairs: list[tuple[str, str]] = []
+    for key in keys:
+        normalized = normalize_key(key)
+        if normalized is None:
+            continue
+        if any(_within(normalized, pattern) for pattern in patterns):
+            pairs.append((key, key))
+            continue
+        pairs.extend((key, pattern) for pattern in patterns if urls_match(normalized, pattern))
+    return tuple(dict.fromkeys(pairs))
+
+
+def _within(normalized_key: str, pattern: str) -> bool:
+    if urls_match(pattern, normalized_key):
+        return True
+    # Docker Hub credentials live under index.docker.io (used by the kubelet's fallback),
+    # while patterns name the registry as images do (docker.io): treat them as the same.
+    pattern_key = normalize_key(pattern)
+    hub = {DEFAULT_REGISTRY_KEY, "docker.io"}
+    return normalized_key == DEFAULT_REGISTRY_KEY and pattern_key in hub
+
+
+def desired_copies(
+    policy: Policy, namespace: str, labels: Mapping[str, str], view: ClusterView
+) -> dict[str, CopySpec]:
+    """Every copy ``namespace`` should hold, by copy name, merged across its rules.
+
+    Several rules may want the same copy (validation guarantees one source per copy name):
+    a verbatim copy wins over subsets, and subsets are united.
+    """
+    wanted: dict[str, tuple[SecretRef, list[str], KeyMapping | None]] = {}
+    for rule in applicable_rules(policy, namespace, labels):
+        for ref in rule.secrets:
+            subset: KeyMapping | None = None
+            if rule.credential_subset:
+                source = view.source_secret(ref.namespace, ref.name)
+                keys = source.config.keys if source and source.config else ()
+                subset = grant_subset(keys, rule.registries)
+            if ref.target_name in wanted:
+                _, rules, current = wanted[ref.target_name]
+                rules.append(rule.name)
+                if current is None or subset is None:
+                    merged = None
+                else:
+                    merged = tuple(dict.fromkeys(current + subset))
+                wanted[ref.target_name] = (ref, rules, merged)
+            else:
+                wanted[ref.target_name] = (ref, [rule.name], subset)
+    return {
+        name: CopySpec(
+            namespace=namespace,
+            name=name,
+            source_namespace=ref.namespace,
+            source_name=ref.name,
+            rules=tuple(rules),
+            subset=subset,
+        )
+        for name, (ref, rules, subset) in wanted.items()
+    }
+
+
+def render_copy(spec: CopySpec, source: SourceSecret) -> dict[str, Any]:
+    """The Secret object for ``spec`` (raises ``ValueError`` if the source is unusable)."""
+    if source.config is None:
+        raise ValueError(f"source {spec.source} is not a usable pull secret: {source.problem}")
+    if spec.subset is None:
+        secret_type = source.secret_type
+        data = {source.config.data_key(): source.data[source.config.data_key()]}
+    else:
+        subset = source.config.subset_pairs(spec.subset)
+        secret_type = subset.secret_type()
+        data = encode_secret_data(subset)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": secret_type,
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+            "annotations": {
+                SOURCE_ANNOTATION: spec.source,
+                HASH_ANNOTATION: content_hash(secret_type, data),
+                RULES_ANNOTATION: ",".join(sorted(spec.rules)),
+            },
+        },
+        "data": data,
+    }
+
+
+def content_hash(secret_type: str, data: Mapping[str, str]) -> str:
+    """Hash of what a copy carries: compares copies without keeping their data around."""
+    canonical = json.dumps({"type": secret_type, "data": dict(data)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -1,0 +1,560 @@
+"""The policy: one versioned YAML document, parsed into frozen dataclasses or a list of errors.
+
+This module is the single source of truth for the policy schema. Parsing is strict (unknown
+fields are errors: a misspelt ``registires`` must not silently widen or narrow a rule) and
+collects *every* problem with its location (``rules[2].registries[0]: ...``), so an operator
+fixes a broken edit in one pass. A policy with any error is never applied; the caller keeps
+serving the last good one.
+
+Example::
+
+    apiVersion: pullsecret-injector.io/v1
+    kind: PullSecretPolicy
+    defaults:
+      sourceNamespace: pull-secrets
+    rules:
+      - name: corp
+        registries: [registry.example.com, "*.dkr.ecr.*.amazonaws.com"]
+        secrets: [{name: corp-pull}]
+        namespaces: {include: ["team-*"], selector: {matchLabels: {pulls: corp}}}
+        serviceAccounts: {names: [default]}
+        credentialSubset: true
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from webhook.registry import is_valid_glob, normalize_key, parse_schemeless
+from webhook.selectors import OPERATORS, LabelSelector, NamespaceScope, Operator, Requirement
+
+__all__ = [
+    "API_VERSION",
+    "KIND",
+    "Policy",
+    "PolicyError",
+    "PolicyInvalid",
+    "Rule",
+    "SecretRef",
+    "ServiceAccountScope",
+    "load_policy",
+    "parse_policy",
+]
+
+API_VERSION = "pullsecret-injector.io/v1"
+KIND = "PullSecretPolicy"
+
+FailureAction = Literal["Warn", "Deny"]
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyError:
+    """One located validation problem."""
+
+    path: str
+    """Where: ``rules[2].registries[0]``; ``(yaml)`` for a syntax error."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class PolicyInvalid(ValueError):
+    """Raised by ``load_policy``; carries every problem found."""
+
+    def __init__(self, errors: Sequence[PolicyError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A source pull secret and the name its copies get in target namespaces."""
+
+    name: str
+    """Source Secret name."""
+    namespace: str
+    """Source namespace (the rule's, or ``defaults.sourceNamespace``)."""
+    target_name: str
+    """Name of the copy in each target namespace (defaults to ``name``)."""
+
+    @property
+    def source(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountScope:
+    """Which ServiceAccounts get the rule's secrets, like ``secrets link --for=pull``."""
+
+    names: tuple[str, ...] = ()
+    """ServiceAccount name globs patched at creation; empty: none."""
+    backfill: bool = False
+    """Also append to existing ServiceAccounts (done by the sync controller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Images from ``registries`` in ``namespaces`` get ``secrets``."""
+
+    name: str
+    """Unique rule name; appears in logs, metrics and warnings."""
+    secrets: tuple[SecretRef, ...]
+    """Injected together: a registry that delegates auth to another host needs both."""
+    registries: tuple[str, ...] = ()
+    """Kubelet key syntax patterns. Empty: match with the secrets' own ``auths`` keys."""
+    namespaces: NamespaceScope = field(default_factory=NamespaceScope)
+    service_accounts: ServiceAccountScope = field(default_factory=ServiceAccountScope)
+    credential_subset: bool = False
+    """Copies carry only the ``auths`` entries ``registries`` grant."""
+    on_failure: FailureAction = "Warn"
+    """``Deny`` rejects a pod whose matched image cannot get its secret; ``Warn`` admits it."""
+
+    @property
+    def matches_from_auths(self) -> bool:
+        return not self.registries
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated policy. ``generation`` identifies it in metrics and logs."""
+
+    rules: tuple[Rule, ...] = ()
+    generation: str = ""
+    """Opaque identifier of the source (ConfigMap resourceVersion, file hash)."""
+
+    def rule(self, name: str) -> Rule:
+        return next(r for r in self.rules if r.name == name)
+
+    def source_namespaces(self) -> frozenset[str]:
+        return frozenset(s.namespace for r in self.rules for s in r.secrets)
+
+    def managed_names(self) -> frozenset[str]:
+        """Names of copies the policy manages (RBAC ``resourceNames`` must cover these)."""
+        return frozenset(s.target_name for r in self.rules for s in r.secrets)
+
+
+def load_policy(text: str, generation: str = "") -> Policy:
+    """Parse YAML text into a ``Policy`` or raise ``PolicyInvalid`` with every problem."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyInvalid([PolicyError("(yaml)", f"{where}{problem}")]) from None
+    policy, errors = parse_policy(document, generation)
+    if errors or policy is None:
+        raise PolicyInvalid(errors)
+    return policy
+
+
+def parse_policy(document: object, generation: str = "") -> tuple[Policy | None, list[PolicyError]]:
+    """Validate a decoded document; return the policy (only when error-free) and the errors."""
+    checker = _Checker()
+    policy = checker.policy(document, generation)
+    return (policy if not checker.errors else None), checker.errors
+
+
+T = TypeVar("T")
+
+
+class _Checker:
+    """Walks the document once, recording errors and building dataclasses as it goes."""
+
+    def __init__(self) -> None:
+        self.errors: list[PolicyError] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(PolicyError(path or "(root)", message))
+
+    # -- generic shape helpers -------------------------------------------------------------
+
+    def mapping(self, value: object, path: str, allowed: Sequence[str] | None) -> Mapping[str, Any]:
+        """``allowed=None`` accepts any keys (label maps); otherwise unknown keys are errors."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(path, f"must be a mapping, not {_kind(value)}")
+            return {}
+        if allowed is None:
+            return value
+        for key in value:
+            if key not in allowed:
+                hint = _closest(str(key), allowed)
+                self.error(
+                    _join(path, str(key)),
+                    "unknown field" + (f" (did you mean {hint!r}?)" if hint else ""),
+                )
+        return value
+
+    def sequence(self, value: object, path: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(path, f"must be a list, not {_kind(value)}")
+            return []
+        return value
+
+    def string(
+        self,
+        value: object,
+        path: str,
+        pattern: re.Pattern[str] | None = None,
+        what: str = "",
+        max_length: int = 253,
+    ) -> str | None:
+        if not isinstance(value, str) or value == "":
+            self.error(
+                path,
+                "must be a non-empty string"
+                if value in (None, "")
+                else f"must be a string, not {_kind(value)}",
+            )
+            return None
+        if len(value) > max_length:
+            self.error(path, f"must be at most {max_length} characters")
+            return None
+        if pattern is not None and not pattern.fullmatch(value):
+            self.error(path, f"{value!r} is not a valid {what}")
+            return None
+        return value
+
+    def boolean(self, value: object, path: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.error(path, f"must be true or false, not {_kind(value)}")
+            return default
+        return value
+
+    def strings(
+        self, value: object, path: str, check: Callable[[str, str], str | None]
+    ) -> tuple[str, ...]:
+        out: list[str] = []
+        for index, item in enumerate(self.sequence(value, path)):
+            item_path = f"{path}[{index}]"
+            if not isinstance(item, str) or not item:
+                self.error(item_path, "must be a non-empty string")
+                continue
+            checked = check(item, item_path)
+            if checked is not None:
+                out.append(checked)
+        return tuple(out)
+
+    # -- the schema ------------------------------------------------------------------------
+
+    def policy(self, document: object, generation: str) -> Policy:
+        if document is None:
+            self.error("(root)", "the policy is empty")
+            return Policy(generation=generation)
+        top = self.mapping(document, "", ("apiVersion", "kind", "defaults", "rules"))
+        if not top and isinstance(document, Mapping):
+            self.error("(root)", "the policy is empty")
+        if isinstance(document, Mapping):
+            if top.get("apiVersion") != API_VERSION:
+                self.error("apiVersion", f"must be {API_VERSION!r}, got {top.get('apiVersion')!r}")
+            if top.get("kind") != KIND:
+                self.error("kind", f"must be {KIND!r}, got {top.get('kind')!r}")
+        defaults = self.mapping(top.get("defaults"), "defaults", ("sourceNamespace", "namespaces"))
+        default_source = None
+        if defaults.get("sourceNamespace") is not None:
+            default_source = self.string(
+                defaults["sourceNamespace"],
+                "defaults.sourceNamespace",
+                _DNS1123_LABEL,
+                "namespace name",
+                63,
+            )
+        default_scope = self.scope(defaults.get("namespaces"), "defaults.namespaces")
+        rules: list[Rule] = []
+        if "rules" not in top and isinstance(document, Mapping):
+            self.error("rules", "is required (an empty list disables injection)")
+        for index, raw in enumerate(self.sequence(top.get("rules"), "rules")):
+            rule = self.rule(raw, f"rules[{index}]", default_source, default_scope)
+            if rule is not None:
+                rules.append(rule)
+        self.cross_rule_checks(rules, top.get("rules"))
+        return Policy(rules=tuple(rules), generation=generation)
+
+    def rule(
+        self, raw: object, path: str, default_source: str | None, default_scope: NamespaceScope
+    ) -> Rule | None:
+        body = self.mapping(
+            raw,
+            path,
+            (
+                "name",
+                "registries",
+                "secrets",
+                "namespaces",
+                "serviceAccounts",
+                "credentialSubset",
+                "onFailure",
+            ),
+        )
+        if not isinstance(raw, Mapping):
+            return None
+        errors_before = len(self.errors)
+        name = self.string(
+            body.get("name"), _join(path, "name"), _DNS1123_LABEL, "rule name (a DNS label)", 63
+        )
+        registries = self.strings(
+            body.get("registries"), _join(path, "registries"), self.registry_pattern
+        )
+        secrets = self.secrets(body.get("secrets"), _join(path, "secrets"), default_source)
+        scope = (
+            self.scope(body["namespaces"], _join(path, "namespaces"))
+            if body.get("namespaces") is not None
+            else default_scope
+        )
+        accounts = self.service_accounts(
+            body.get("serviceAccounts"), _join(path, "serviceAccounts")
+        )
+        subset = self.boolean(body.get("credentialSubset"), _join(path, "credentialSubset"), False)
+        if subset and not registries and "registries" not in body:
+            self.error(
+                _join(path, "credentialSubset"),
+                "needs registries: without them every auths entry is granted",
+            )
+        raw_failure = body.get("onFailure", "Warn")
+        on_failure: FailureAction = "Deny" if raw_failure == "Deny" else "Warn"
+        if raw_failure not in ("Warn", "Deny"):
+            self.error(_join(path, "onFailure"), f"must be Warn or Deny, got {raw_failure!r}")
+        if "registries" in body and not registries and len(self.errors) == errors_before:
+            self.error(
+                _join(path, "registries"),
+                "is empty; omit it to match with the secrets' own auths keys",
+            )
+        if len(self.errors) != errors_before or name is None:
+            return None
+        return Rule(
+            name=name,
+            secrets=secrets,
+            registries=registries,
+            namespaces=scope,
+            service_accounts=accounts,
+            credential_subset=subset,
+            on_failure=on_failure,
+        )
+
+    def registry_pattern(self, value: str, path: str) -> str | None:
+        normalized = normalize_key(value)
+        parsed = parse_schemeless(normalized) if normalized is not None else None
+        if normalized is None or parsed is None or not all(parsed.labels):
+            self.error(path, f"{value!r} is not a registry pattern (host[:port][/path])")
+            return None
+        bad = [label for label in parsed.labels if not is_valid_glob(label)]
+        if bad:
+            self.error(path, f"{value!r}: malformed glob in host label {bad[0]!r}")
+            return None
+        if any(c in parsed.path for c in "*?["):
+            self.error(
+                path,
+                f"{value!r}: globs are only allowed in the host, not the path "
+                "(the kubelet matches the path as a plain prefix)",
+            )
+            return None
+        return value
+
+    def secrets(
+        self, value: object, path: str, default_source: str | None
+    ) -> tuple[SecretRef, ...]:
+        items = self.sequence(value, path)
+        if value is None or (isinstance(value, list) and not items):
+            self.error(path, "at least one secret is required")
+        refs: list[SecretRef] = []
+        for index, item in enumerate(items):
+            item_path = f"{path}[{index}]"
+            raw = {"name": item} if isinstance(item, str) else item  # "- corp-pull" shorthand
+            body = self.mapping(raw, item_path, ("name", "namespace", "targetName"))
+            if not isinstance(raw, Mapping):
+                continue
+            name = self.string(
+                body.get("name"), _join(item_path, "name"), _DNS1123_SUBDOMAIN, "Secret name"
+            )
+            namespace = default_source
+            if body.get("namespace") is not None:
+                namespace = self.string(
+                    body["namespace"],
+                    _join(item_path, "namespace"),
+                    _DNS1123_LABEL,
+                    "namespace name",
+                    63,
+                )
+            elif default_source is None:
+                self.error(
+                    _join(item_path, "namespace"),
+                    "is required when defaults.sourceNamespace is not set",
+                )
+            target = name
+            if body.get("targetName") is not None:
+                target = self.string(
+                    body["targetName"],
+                    _join(item_path, "targetName"),
+                    _DNS1123_SUBDOMAIN,
+                    "Secret name",
+                )
+            if name and namespace and target:
+                refs.append(SecretRef(name=name, namespace=namespace, target_name=target))
+        return tuple(refs)
+
+    def scope(self, value: object, path: str) -> NamespaceScope:
+        body = self.mapping(value, path, ("include", "exclude", "selector"))
+        include = self.strings(body.get("include"), _join(path, "include"), self.name_glob)
+        if "include" in body and not include:
+            self.error(_join(path, "include"), "is empty, so the rule reaches no namespace")
+        exclude = self.strings(body.get("exclude"), _join(path, "exclude"), self.name_glob)
+        selector = None
+        if body.get("selector") is not None:
+            selector = self.selector(body["selector"], _join(path, "selector"))
+        return NamespaceScope(include=include or ("*",), exclude=exclude, selector=selector)
+
+    def name_glob(self, value: str, path: str) -> str | None:
+        if not is_valid_glob(value):
+            self.error(path, f"{value!r} is not a valid glob")
+            return None
+        return value
+
+    def selector(self, value: object, path: str) -> LabelSelector:
+        body = self.mapping(value, path, ("matchLabels", "matchExpressions"))
+        requirements: list[Requirement] = []
+        labels = self.mapping(body.get("matchLabels"), _join(path, "matchLabels"), None)
+        for key, label_value in labels.items():
+            key_path = _join(_join(path, "matchLabels"), str(key))
+            if self.label_key(key, key_path) and self.label_value(label_value, key_path):
+                requirements.append(Requirement(str(key), "In", frozenset({str(label_value)})))
+        for index, raw in enumerate(
+            self.sequence(body.get("matchExpressions"), _join(path, "matchExpressions"))
+        ):
+            expr_path = f"{_join(path, 'matchExpressions')}[{index}]"
+            expr = self.mapping(raw, expr_path, ("key", "operator", "values"))
+            if not isinstance(raw, Mapping):
+                continue
+            expr_key = expr.get("key")
+            operator = _operator(expr.get("operator"))
+            values = self.sequence(expr.get("values"), _join(expr_path, "values"))
+            ok = self.label_key(expr_key, _join(expr_path, "key"))
+            if operator is None:
+                self.error(
+                    _join(expr_path, "operator"),
+                    f"must be one of {', '.join(OPERATORS)}, got {expr.get('operator')!r}",
+                )
+                ok = False
+            elif operator in ("In", "NotIn") and not values:
+                self.error(_join(expr_path, "values"), f"must be non-empty for {operator}")
+                ok = False
+            elif operator in ("Exists", "DoesNotExist") and values:
+                self.error(_join(expr_path, "values"), f"must be empty for {operator}")
+                ok = False
+            for value_index, item in enumerate(values):
+                ok = self.label_value(item, f"{_join(expr_path, 'values')}[{value_index}]") and ok
+            if ok and operator is not None:
+                requirements.append(
+                    Requirement(str(expr_key), operator, frozenset(str(v) for v in values))
+                )
+        return LabelSelector(tuple(requirements))
+
+    def label_key(self, key: object, path: str) -> bool:
+        if not isinstance(key, str) or not key:
+            self.error(path, "label key must be a non-empty string")
+            return False
+        prefix, slash, name = key.rpartition("/")
+        if (
+            (
+                slash
+                and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix))
+            )
+            or len(name) > 63
+            or not _LABEL_NAME.fullmatch(name)
+        ):
+            self.error(path, f"{key!r} is not a valid label key")
+            return False
+        return True
+
+    def label_value(self, value: object, path: str) -> bool:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.error(path, f"label value must be a string, not {_kind(value)}")
+            return False
+        text = str(value)
+        if len(text) > 63 or not _LABEL_VALUE.fullmatch(text):
+            self.error(path, f"{text!r} is not a valid label value")
+            return False
+        return True
+
+    def service_accounts(self, value: object, path: str) -> ServiceAccountScope:
+        body = self.mapping(value, path, ("names", "backfill"))
+        names = self.strings(body.get("names"), _join(path, "names"), self.name_glob)
+        backfill = self.boolean(body.get("backfill"), _join(path, "backfill"), False)
+        if backfill and not names:
+            self.error(_join(path, "backfill"), "needs names: which ServiceAccounts to backfill")
+        return ServiceAccountScope(names=names, backfill=backfill)
+
+    def cross_rule_checks(self, rules: Sequence[Rule], raw_rules: object) -> None:
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(rules):
+            if rule.name in seen:
+                self.error(
+                    f"rules[{_raw_index(raw_rules, rule.name, 1)}].name",
+                    f"duplicate rule name {rule.name!r}",
+                )
+            seen.setdefault(rule.name, index)
+        targets: dict[str, SecretRef] = {}
+        for rule in rules:
+            for ref in rule.secrets:
+                other = targets.setdefault(ref.target_name, ref)
+                if (other.namespace, other.name) != (ref.namespace, ref.name):
+                    self.error(
+                        f"rules[{_raw_index(raw_rules, rule.name, 0)}].secrets",
+                        f"copy name {ref.target_name!r} would come from both {other.source} and "
+                        f"{ref.source}; give one of them a different targetName",
+                    )
+
+
+def _operator(value: object) -> Operator | None:
+    return next((op for op in OPERATORS if op == value), None)
+
+
+def _raw_index(raw_rules: object, name: str, occurrence: int) -> int:
+    """Index of the ``occurrence``-th raw rule called ``name`` (for error locations)."""
+    count = -1
+    if isinstance(raw_rules, list):
+        for index, raw in enumerate(raw_rules):
+            if isinstance(raw, Mapping) and raw.get("name") == name:
+                count += 1
+                if count == occurrence:
+                    return index
+    return 0
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: object) -> str:
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _closest(key: str, allowed: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    return matches[0] if matches else None
