@@ -1,0 +1,97 @@
+"""gunicorn configuration for the webhook: the container, the chart and the e2e tests use this file.
+
+Every value comes from ``webhook.settings.Settings`` (``PSI_*`` environment variables), so there
+is one place that documents and validates them. Choices, and why:
+
+* ``gthread`` workers: the API server reuses keep-alive connections; the default sync worker
+  closes each one, and every review would pay a TLS handshake.
+* TLS 1.2+ through the ``ssl_context`` hook, with a context that follows rotated certificate
+  files (``ReloadingServerContext``): new connections get the new certificate, in-flight
+  requests finish on the old one, nothing restarts.
+* probes and metrics on a separate plain-HTTP port served by the master, which stays up while
+  workers are recycled and reports ready only when every worker is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from webhook.settings import Settings
+
+_settings = Settings.from_env()
+
+# Multiprocess metrics: must be set before any worker imports prometheus_client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pullsecret-metrics-")
+
+wsgi_app = "webhook.app:create_app()"
+bind = [f"{_settings.bind_address}:{_settings.port}"]
+worker_class = "gthread"
+workers = _settings.workers
+threads = _settings.threads
+keepalive = _settings.keepalive_seconds
+graceful_timeout = _settings.graceful_timeout_seconds
+timeout = 30
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+logger_class = "webhook.http.serving.JsonLogger"
+if Path("/dev/shm").is_dir():  # noqa: S108 - a RAM-backed dir, as gunicorn's docs advise
+    worker_tmp_dir = "/dev/shm"  # noqa: S108 - heartbeat files off the read-only root fs
+limit_request_line = 8190
+
+_tls = None
+if _settings.tls_files:
+    from webhook.http.tls import ReloadingServerContext
+
+    certfile, keyfile = (str(p) for p in _settings.tls_files)
+    _tls = ReloadingServerContext(*_settings.tls_files)
+
+
+def ssl_context(conf, default_ssl_context_factory):
+    """Called per accepted connection by gthread workers: return the current context."""
+    return _tls.get() if _tls is not None else default_ssl_context_factory()
+
+
+def on_starting(server):
+    """Start from an empty metrics directory: stale files would report dead workers."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for entry in directory.glob("*.db"):
+        entry.unlink()
+
+
+def when_ready(server):
+    # Imported lazily, like every prometheus_client user here: PROMETHEUS_MULTIPROC_DIR
+    # must be in the environment before prometheus_client is first imported.
+    from webhook.http.serving import master_readiness, start_ops_server  # noqa: PLC0415
+
+    start_ops_server(_settings.bind_address, _settings.health_port, master_readiness(_tls))
+    effective = {
+        "bind": bind,
+        "health_port": _settings.health_port,
+        "workers": workers,
+        "threads": threads,
+        "keepalive": keepalive,
+        "graceful_timeout": graceful_timeout,
+        "tls": bool(_tls),
+        "policy": _settings.policy_configmap or _settings.policy_file,
+    }
+    logging.getLogger("gunicorn.error").info(
+        "webhook ready to serve", extra={"event": "server.ready", "settings": effective}
+    )
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess  # noqa: PLC0415 - see when_ready
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if directory.startswith(tempfile.gettempdir()) and "pullsecret-metrics-" in directory:
+        shutil.rmtree(directory, ignore_errors=True)

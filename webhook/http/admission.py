@@ -1,0 +1,132 @@
+"""``POST /mutate``: decode, decide, ensure copies, encode — and never block a pod by accident.
+
+Edge guards come first, in the order controller-runtime's ``ServeHTTP`` applies them: content
+type, size (Flask's ``MAX_CONTENT_LENGTH`` answers 413), empty body, JSON, envelope. After
+that every path answers 200 with ``allowed: true`` unless the *policy* says deny; an
+unexpected exception in our code is logged with the request uid and answered with a warning,
+because our bug must not stop a pod.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from webhook.http.backend import AdmissionBackend
+from webhook.metrics import Metrics
+from webhook.plan import AdmissionRequest, Plan, plan
+from webhook.policy import Policy
+from webhook.review import BadReview, allow, decode_request, deny, read_uid
+
+__all__ = ["blueprint", "review"]
+
+log = logging.getLogger("webhook.admission")
+
+blueprint = Blueprint("admission", __name__)
+
+NO_POLICY_WARNING = "pullsecret-injector: no valid policy is loaded yet; nothing was injected"
+INTERNAL_ERROR_WARNING = (
+    "pullsecret-injector: internal error, admitted unchanged (see the webhook log for uid)"
+)
+
+
+@blueprint.post("/mutate")
+def mutate() -> Response:
+    backend: AdmissionBackend = current_app.extensions["pullsecret.backend"]
+    metrics: Metrics = current_app.extensions["pullsecret.metrics"]
+    content_type = (request.mimetype or "").lower()
+    if content_type != "application/json":
+        return _error(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
+    body = request.get_data(cache=False)
+    status, document = review(backend, metrics, body)
+    return Response(json.dumps(document), status=status, mimetype="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(json.dumps({"error": message}), status=status, mimetype="application/json")
+
+
+def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[int, Any]:
+    """The whole admission exchange minus Flask: (HTTP status, JSON document)."""
+    started = time.perf_counter()
+    if not body:
+        return 400, {"error": "empty body: expected an AdmissionReview"}
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        return 400, {"error": f"body is not valid JSON: {str(exc)[:200]}"}
+    try:
+        request_ = decode_request(document)
+    except BadReview as exc:
+        log.warning(
+            "bad admission review",
+            extra={"event": "admission.bad_request", "uid": read_uid(document), "error": str(exc)},
+        )
+        return 400, {"error": str(exc), "uid": read_uid(document)}
+    uid = request_.uid
+    kind, operation = request_.kind, request_.operation
+    result = "error"
+    try:
+        policy = backend.policy()
+        if policy is None:
+            result = "no_policy"
+            return 200, allow(uid, warnings=[NO_POLICY_WARNING])
+        decided = _decide(backend, policy, request_)
+        warnings = list(decided.warnings)
+        if decided.deny:
+            result = "denied"
+            metrics.warnings.labels(kind).inc(len(warnings))
+            _log_decision(request_, decided, result, started)
+            return 200, deny(uid, decided.deny, warnings)
+        if decided.copies and not request_.dry_run:
+            warnings.extend(backend.ensure_copies(decided, uid))
+        result = "patched" if decided.ops else "unchanged"
+        for injection in decided.injections:
+            metrics.injections.labels(injection.rule, injection.registry, kind).inc()
+        metrics.warnings.labels(kind).inc(len(warnings))
+        _log_decision(request_, decided, result, started)
+        return 200, allow(uid, decided.ops, warnings)
+    except Exception:
+        log.exception(
+            "admission failed; admitting unchanged",
+            extra={"event": "admission.internal_error", "uid": uid, "kind": kind},
+        )
+        return 200, allow(uid, warnings=[f"{INTERNAL_ERROR_WARNING} {uid}"])
+    finally:
+        metrics.admissions.labels(kind, operation, result).inc()
+        metrics.admission_seconds.labels(kind, operation).observe(time.perf_counter() - started)
+
+
+def _decide(backend: AdmissionBackend, policy: Policy, request_: AdmissionRequest) -> Plan:
+    decided = plan(policy, request_, backend.view)
+    needs_labels = any(rule.namespaces.needs_labels for rule in policy.rules)
+    if (
+        not decided.namespace_known
+        and needs_labels
+        and backend.refresh_namespace(decided.namespace)
+    ):
+        decided = plan(policy, request_, backend.view)
+    return decided
+
+
+def _log_decision(request_: AdmissionRequest, decided: Plan, result: str, started: float) -> None:
+    log.info(
+        decided.reason,
+        extra={
+            "event": "admission.decided",
+            "uid": request_.uid,
+            "namespace": decided.namespace or request_.namespace,
+            "kind": request_.kind,
+            "operation": request_.operation,
+            "dry_run": request_.dry_run,
+            "result": result,
+            "injected": [f"{i.secret}<-{i.rule}" for i in decided.injections],
+            "copies": [c.name for c in decided.copies],
+            "warnings": len(decided.warnings),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+    )

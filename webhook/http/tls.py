@@ -1,0 +1,102 @@
+"""A server TLS context that follows certificate files as they are rotated.
+
+gunicorn's gthread worker asks for an SSL context for every accepted connection (through the
+``ssl_context`` hook in ``gunicorn.conf.py``); this class answers with a cached context and
+swaps in a new one when the files change. A connection keeps the context it was accepted
+with, so in-flight requests are never dropped; new connections get the new certificate.
+A half-written pair (the kubelet updates Secret volumes atomically, but other tools may not)
+fails to load and is retried on the next check while the old context keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["ReloadingServerContext"]
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[tuple[int, int, int], ...]
+
+
+class ReloadingServerContext:
+    """``get()`` returns an ``ssl.SSLContext`` for the current contents of the files."""
+
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        factory: Callable[[], ssl.SSLContext] | None = None,
+    ) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.check_interval = check_interval
+        self._clock = clock
+        self._factory = factory or _default_factory
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+        self._signature: Signature | None = None
+        self._next_check = 0.0
+        self.loads = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._context is not None
+
+    def get(self) -> ssl.SSLContext:
+        """The current context; raises only if no certificate has ever loaded."""
+        now = self._clock()
+        if self._context is None or now >= self._next_check:
+            with self._lock:
+                if self._context is None or now >= self._next_check:
+                    self._next_check = now + self.check_interval
+                    self._maybe_reload()
+        if self._context is None:
+            raise ssl.SSLError(f"no usable certificate in {self.cert_file} / {self.key_file}")
+        return self._context
+
+    def _maybe_reload(self) -> None:
+        try:
+            signature = _signature(self.cert_file, self.key_file)
+        except OSError as exc:
+            log.warning("tls files unreadable", extra={"event": "tls.missing", "error": str(exc)})
+            return
+        if signature == self._signature and self._context is not None:
+            return
+        context = self._factory()
+        try:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (ssl.SSLError, OSError) as exc:
+            log.warning(
+                "tls certificate not loaded, keeping the previous one",
+                extra={"event": "tls.load_failed", "error": str(exc)},
+            )
+            return
+        self._context, self._signature = context, signature
+        self.loads += 1
+        log.info("tls certificate loaded", extra={"event": "tls.loaded", "count": self.loads})
+
+
+def _default_factory() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _signature(*paths: Path) -> Signature:
+    """(inode, size, mtime_ns) of each file, following symlinks (Secret volumes use them)."""
+    result = []
+    for path in paths:
+        stat = os.stat(path)
+        result.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(result)

@@ -1,0 +1,82 @@
+"""Create the pull-secret copies a decision needs, inside the admission time budget.
+
+Create-only: at admission we never update or delete (that is the sync controller's job, and
+it never touches a Secret we do not own). ``AlreadyExists`` means someone — another replica,
+the controller, or the namespace owner — got there first, which is fine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from webhook.clusterview import ClusterStore, target_from_object
+from webhook.copies import CopySpec, render_copy
+from webhook.metrics import Metrics
+
+__all__ = ["create_copies"]
+
+log = logging.getLogger("webhook.k8s.copier")
+
+
+def create_copies(
+    core: Any,
+    store: ClusterStore,
+    copies: Sequence[CopySpec],
+    *,
+    timeout: float,
+    metrics: Metrics,
+    uid: str = "",
+) -> list[str]:
+    """Create each missing copy; return a warning for each one that could not be ensured."""
+    deadline = time.monotonic() + timeout
+    warnings: list[str] = []
+    for spec in copies:
+        source = store.source_secret(spec.source_namespace, spec.source_name)
+        if source is None or source.config is None:
+            continue  # the core already warned and did not inject it
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            warnings.append(_warning(spec, "out of time"))
+            metrics.copies.labels("create", "timeout").inc()
+            continue
+        body = render_copy(spec, source)
+        outcome = "created"
+        try:
+            core.create_namespaced_secret(
+                spec.namespace, body, _request_timeout=remaining, _preload_content=False
+            )
+            store.put_target(target_from_object(body))
+        except ApiException as exc:
+            if exc.status == 409:
+                outcome = "exists"
+            else:
+                outcome = f"http_{exc.status}"
+                warnings.append(_warning(spec, f"API server said {exc.status} {exc.reason}"))
+        except Exception as exc:
+            outcome = "error"
+            warnings.append(_warning(spec, type(exc).__name__))
+        metrics.copies.labels("create", outcome).inc()
+        log.info(
+            "copy ensured" if outcome in ("created", "exists") else "copy not ensured",
+            extra={
+                "event": "copy.create",
+                "uid": uid,
+                "namespace": spec.namespace,
+                "secret": spec.name,
+                "source": spec.source,
+                "outcome": outcome,
+            },
+        )
+    return warnings
+
+
+def _warning(spec: CopySpec, why: str) -> str:
+    return (
+        f"pullsecret-injector: could not create Secret {spec.name} in {spec.namespace} "
+        f"({why}); the sync controller will retry, pulls may fail until then"
+    )

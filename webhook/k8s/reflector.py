@@ -1,0 +1,167 @@
+"""List-then-watch into a callback, forever: the Python counterpart of client-go's Reflector.
+
+Raw JSON all the way (``_preload_content=False``): the core works on dicts, and decoding every
+event into the client's model classes would cost more CPU than the rest of the webhook. The
+loop re-opens the watch from the last resourceVersion (bookmarks keep it fresh), relists on
+410 Gone, and backs off with jitter on errors so a restarting API server is not stampeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+__all__ = ["Reflector"]
+
+log = logging.getLogger("webhook.k8s.reflector")
+
+ListCall = Callable[..., Any]
+"""A bound client ``list_*`` method with its namespace/selector arguments already applied."""
+
+_PAGE_SIZE = 500
+
+
+class _Expired(Exception):
+    """The resourceVersion is too old (410): relist."""
+
+
+class Reflector:
+    """Mirror one list/watch into ``on_replace`` (full lists) and ``on_event`` (changes)."""
+
+    def __init__(
+        self,
+        name: str,
+        list_call: ListCall,
+        on_replace: Callable[[list[dict[str, Any]]], None],
+        on_event: Callable[[str, dict[str, Any]], None],
+        *,
+        watch_timeout: int = 300,
+        on_restart: Callable[[], None] | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._list_call = list_call
+        self._on_replace = on_replace
+        self._on_event = on_event
+        self._watch_timeout = watch_timeout
+        self._on_restart = on_restart
+        self._max_backoff = max_backoff
+        self._stop = threading.Event()
+        self.synced = threading.Event()
+        self.last_error = ""
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"reflector-{name}", daemon=True)
+
+    def start(self) -> Reflector:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:
+                log.debug("closing watch response failed", extra={"reflector": self.name})
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        resource_version: str | None = None
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._relist()
+                resource_version = self._watch(resource_version)
+                backoff = 0.5
+            except _Expired:
+                resource_version = None
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                if isinstance(exc, ApiException) and exc.status == 410:
+                    resource_version = None
+                    continue
+                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                log.warning(
+                    "watch failed, retrying",
+                    extra={
+                        "event": "watch.error",
+                        "reflector": self.name,
+                        "error": self.last_error,
+                        "retry_in_s": round(backoff, 2),
+                    },
+                )
+                if self._on_restart:
+                    self._on_restart()
+                self._stop.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def _relist(self) -> str:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_preload_content": False}
+            if token:
+                kwargs["_continue"] = token
+            response = self._list_call(**kwargs, _request_timeout=60)
+            document = json.loads(response.data)
+            items.extend(document.get("items") or [])
+            metadata = document.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token:
+                break
+        self._on_replace(items)
+        self.synced.set()
+        self.last_error = ""
+        return str(metadata.get("resourceVersion", ""))
+
+    def _watch(self, resource_version: str) -> str:
+        response = self._list_call(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_timeout,
+            _preload_content=False,
+            _request_timeout=(10, self._watch_timeout + 30),
+        )
+        self._response = response
+        try:
+            for event in _events(response):
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Expired
+                    raise RuntimeError(f"watch error: {obj.get('message', obj)}")
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if kind != "BOOKMARK":
+                    self._on_event(str(kind), obj)
+                if version:
+                    resource_version = str(version)
+                if self._stop.is_set():
+                    break
+        finally:
+            self._response = None
+            response.release_conn()
+        return resource_version
+
+
+def _events(response: Any) -> Iterator[dict[str, Any]]:
+    """Newline-delimited JSON watch events from a streaming response."""
+    buffer = b""
+    for chunk in response.stream(amt=65536, decode_content=True):
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield json.loads(line)
+    if buffer.strip():
+        yield json.loads(buffer)

@@ -1,0 +1,109 @@
+"""Runtime settings, read once from ``PSI_*`` environment variables.
+
+The container, the chart and the e2e harness all configure the process the same way: through
+the environment (``PSI_POLICY_CONFIGMAP=...``), so a Deployment's ``env`` is the whole story.
+Defaults are the safe production choice; each field says why it exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+__all__ = ["Settings", "SettingsError"]
+
+PREFIX = "PSI_"
+
+
+class SettingsError(ValueError):
+    """An environment variable that does not parse; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy_namespace: str = ""
+    """Namespace of the policy ConfigMap (the release namespace in the chart)."""
+    policy_configmap: str = ""
+    """Name of the policy ConfigMap; watched live. Empty: use ``policy_file``."""
+    policy_key: str = "policy.yaml"
+    """Data key inside the ConfigMap that holds the policy YAML."""
+    policy_file: str = ""
+    """A policy file instead of a ConfigMap (local runs, tests); re-read when it changes."""
+    kubeconfig: str = ""
+    """Kubeconfig path; empty: in-cluster ServiceAccount credentials."""
+    cluster: bool = True
+    """Watch the API server (false only for offline unit tests of the HTTP layer)."""
+    write_copies: bool = True
+    """Create missing secret copies at admission (needs RBAC ``create`` on secrets)."""
+    ensure_timeout_seconds: float = 1.5
+    """Budget for creating copies during one admission; the webhook timeout is 3 s."""
+    max_body_bytes: int = 3 * 1024 * 1024
+    """Reject larger bodies with 413; the API server's own request limit is 3 MiB."""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    watch_timeout_seconds: int = 300
+    """Server-side watch timeout; watches are re-opened from the last resourceVersion."""
+    event_source: str = "pullsecret-injector"
+    """``source.component`` of Events we record."""
+    pod_name: str = ""
+    """This pod's name (downward API) for logs, Events and the Lease holder identity."""
+    log_level: str = "INFO"
+    bind_address: str = "0.0.0.0"  # noqa: S104 - a pod serves on its own IP
+    """Address the TLS webhook port binds (``127.0.0.1`` for local runs)."""
+    port: int = 8443
+    """TLS webhook port (non-root: above 1024)."""
+    health_port: int = 8080
+    """Plain-HTTP port for /healthz, /readyz and /metrics."""
+    workers: int = 2
+    """gunicorn worker processes: one per core keeps the GIL off the critical path."""
+    threads: int = 4
+    """Threads per worker: overlap copy creation and slow clients without more memory."""
+    keepalive_seconds: int = 75
+    """Keep idle connections from the API server open (Go's client idles them up to 90 s)."""
+    graceful_timeout_seconds: int = 20
+    """On SIGTERM, finish in-flight reviews for this long (below terminationGracePeriod)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build from ``PSI_<FIELD_NAME_UPPER>`` variables; unknown ``PSI_*`` are errors."""
+        env = os.environ if environ is None else environ
+        known = {f"{PREFIX}{f.name.upper()}": f for f in fields(cls)}
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        values: dict[str, object] = {}
+        for name, spec in known.items():
+            if name not in env:
+                continue
+            raw = env[name]
+            kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
+            try:
+                values[spec.name] = _convert(raw, kind)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+        if "kubeconfig" not in values and env.get("KUBECONFIG"):
+            values["kubeconfig"] = env["KUBECONFIG"].split(os.pathsep)[0]
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def tls_files(self) -> tuple[Path, Path] | None:
+        if self.tls_cert_file and self.tls_key_file:
+            return Path(self.tls_cert_file), Path(self.tls_key_file)
+        return None
+
+
+def _convert(raw: str, kind: str) -> object:
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return raw
