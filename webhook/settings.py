@@ -65,6 +65,31 @@ class Settings:
     graceful_timeout_seconds: int = 20
     """On SIGTERM, finish in-flight reviews for this long (below terminationGracePeriod)."""
 
+    # -- controller (``pullsecret-injector controller``) ----------------------------------------
+    lease_name: str = "pullsecret-injector-controller"
+    """coordination.k8s.io Lease that elects the single active controller."""
+    lease_namespace: str = ""
+    """Namespace of the Lease; defaults to ``policy_namespace``."""
+    lease_duration_seconds: int = 15
+    """A leader that stops renewing loses the Lease after this long."""
+    resync_seconds: int = 300
+    """Full reconcile of every namespace this often, on top of event-driven work."""
+    cert_mode: str = "provided"
+    """``self-managed`` (controller keeps CA + cert in ``cert_secret`` and the caBundle),
+    ``cert-manager`` or ``provided`` (both: the controller leaves certificates alone)."""
+    cert_secret: str = ""
+    """TLS Secret (``tls.crt``, ``tls.key``, ``ca.crt``) in ``policy_namespace``."""
+    webhook_configuration: str = ""
+    """MutatingWebhookConfiguration whose caBundle the self-managed mode keeps current."""
+    service_name: str = ""
+    """Webhook Service name: the serving certificate covers its DNS names."""
+    cert_validity_days: int = 90
+    """Serving certificate lifetime; renewed at two thirds of it."""
+    ca_validity_days: int = 3650
+    """CA lifetime; a new CA is introduced (both trusted) well before it ends."""
+    metrics_port: int = 8080
+    """Controller's plain-HTTP /healthz, /readyz, /metrics port."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build from ``PSI_<FIELD_NAME_UPPER>`` variables; unknown ``PSI_*`` are errors."""
