@@ -59,6 +59,10 @@ class TargetSecret:
     """``namespace/name`` it was copied from (our annotation)."""
     content_hash: str = ""
     """Our content-hash annotation: equal to the desired hash means up to date."""
+    uid: str = ""
+    """Deletes carry it as a precondition: never delete a Secret recreated by someone else."""
+    secret_type: str = ""
+    """Type is immutable: a copy whose source changed type must be recreated."""
 
 
 class ClusterView(Protocol):
@@ -112,6 +116,8 @@ def target_from_object(obj: Mapping[str, Any]) -> TargetSecret:
         managed=labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE,
         source=str(annotations.get(SOURCE_ANNOTATION, "")),
         content_hash=str(annotations.get(HASH_ANNOTATION, "")),
+        uid=str(metadata.get("uid", "")),
+        secret_type=str(obj.get("type") or "Opaque"),
     )
 
 

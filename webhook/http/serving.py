@@ -92,8 +92,14 @@ class _QuietHandler(WSGIRequestHandler):
         """Probes every few seconds would drown the log."""
 
 
-def start_ops_server(host: str, port: int, readiness: Callable[[], tuple[bool, str]]) -> WSGIServer:
-    app = create_ops_app(readiness, lambda: exposition(None))
+def start_ops_server(
+    host: str,
+    port: int,
+    readiness: Callable[[], tuple[bool, str]],
+    metrics_text: Callable[[], bytes] = lambda: exposition(None),
+) -> WSGIServer:
+    """Serve /healthz, /livez, /readyz and /metrics over plain HTTP from a daemon thread."""
+    app = create_ops_app(readiness, metrics_text)
     server = make_server(
         host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
     )

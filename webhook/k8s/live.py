@@ -67,6 +67,9 @@ class LiveState:
         self._listeners: list[PolicyListener] = []
         self._stop = threading.Event()
         self.stopped = self._stop
+        self.changed = threading.Event()
+        """Set after any change to the policy or the view (the controller waits on it)."""
+        self._extra_target_names: frozenset[str] = frozenset()
         self._file_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -110,6 +113,15 @@ class LiveState:
             reflectors = [*self._static, *self._sources.values(), *self._targets.values()]
         for reflector in reflectors:
             reflector.stop()
+
+    def set_extra_target_names(self, names: frozenset[str]) -> None:
+        """Also watch copies with these names (left over from earlier policies)."""
+        with self._lock:
+            if names == self._extra_target_names:
+                return
+            self._extra_target_names = names
+            if self._policy is not None:
+                self._follow_policy(self._policy)
 
     def on_policy(self, listener: PolicyListener) -> None:
         self._listeners.append(listener)
@@ -204,6 +216,7 @@ class LiveState:
         )
         for listener in self._listeners:
             listener(policy)
+        self.changed.set()
         return True
 
     def _reject(
@@ -252,7 +265,7 @@ class LiveState:
     def _follow_policy(self, policy: Policy) -> None:
         """Start watches for new source namespaces and managed names, stop stale ones."""
         wanted_sources = policy.source_namespaces()
-        wanted_targets = policy.managed_names()
+        wanted_targets = policy.managed_names() | self._extra_target_names
         for namespace in sorted(set(self._sources) - wanted_sources):
             self._sources.pop(namespace).stop(timeout=0)
             self.store.replace_sources(namespace, [])
@@ -331,8 +344,10 @@ class LiveState:
             self.store.delete_target(str(metadata.get("namespace")), _name(obj))
         else:
             self.store.put_target(target_from_object(obj))
+        self._sizes()
 
     def _sizes(self) -> None:
+        self.changed.set()
         for kind, size in self.store.sizes().items():
             self.metrics.cache_objects.labels(kind).set(size)
 

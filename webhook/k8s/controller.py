@@ -1,0 +1,236 @@
+"""``pullsecret-injector controller``: the single writer that keeps copies true to the policy.
+
+It watches what the webhook watches (plus ServiceAccounts when a rule backfills them),
+holds a Lease so that exactly one replica writes, and after every change — debounced — runs
+``webhook.sync.reconcile`` and applies the writes in parallel. Followers keep their view warm
+so a failover takes one Lease period, not a relist of the cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from webhook import logs
+from webhook.clusterview import ClusterStore
+from webhook.http.serving import start_ops_server
+from webhook.k8s import client as k8s_client
+from webhook.k8s.certificates import certificate_task
+from webhook.k8s.election import LeaseElector
+from webhook.k8s.live import LiveState
+from webhook.k8s.reflector import Reflector
+from webhook.k8s.writes import apply_action
+from webhook.metrics import Metrics, exposition
+from webhook.policy import Policy
+from webhook.settings import Settings
+from webhook.sync import Conflict, ServiceAccountState, reconcile
+
+__all__ = ["Controller", "run"]
+
+log = logging.getLogger("webhook.controller")
+
+_DEBOUNCE_SECONDS = 0.2
+_WRITERS = 8
+
+
+class Controller:
+    def __init__(self, settings: Settings, metrics: Metrics, api: Any, identity: str) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.state = LiveState(settings, metrics, api)
+        self.elector = LeaseElector(
+            api,
+            settings.lease_namespace or settings.policy_namespace,
+            settings.lease_name,
+            identity,
+            duration=settings.lease_duration_seconds,
+        )
+        self.accounts: dict[tuple[str, str], ServiceAccountState] = {}
+        self._accounts_reflector: Reflector | None = None
+        self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="writer")
+        self._stop = threading.Event()
+        self._reported: set[tuple[str, str, str]] = set()
+        self.extra_tasks: list[Any] = []
+        """Callables run on each leader pass (certificate management hooks in here)."""
+        self.last_pass: Counter[str] = Counter()
+        self.passes = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Controller:
+        self.state.on_policy(self._policy_changed)
+        self.state.start()
+        self.elector.start()
+        threading.Thread(target=self._loop, name="reconcile", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.state.changed.set()
+        self.elector.stop(release=True)
+        if self._accounts_reflector is not None:
+            self._accounts_reflector.stop()
+        self.state.stop()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def readiness(self) -> tuple[bool, str]:
+        ready, why = self.state.readiness()
+        if ready and self._accounts_reflector and not self._accounts_reflector.synced.is_set():
+            return False, "waiting for serviceaccounts"
+        return ready, why
+
+    # -- reconcile loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.state.changed.wait(self.settings.resync_seconds)
+            if self._stop.is_set():
+                break
+            time.sleep(_DEBOUNCE_SECONDS)  # let a burst of events land before deciding
+            self.state.changed.clear()
+            if not self.elector.is_leader or not self.readiness()[0]:
+                continue
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("reconcile failed", extra={"event": "sync.failed"})
+                self._stop.wait(1.0)
+                self.state.changed.set()
+
+    def reconcile_once(self) -> Counter[str]:
+        policy = self.state.policy()
+        if policy is None:
+            return Counter()
+        started = time.monotonic()
+        actions = reconcile(
+            policy, self.state.store, list(self.accounts.values()), self.elector.ledger
+        )
+        actions = [a for a in actions if not self._already_reported(a)]
+        outcomes: Counter[str] = Counter()
+        for outcome in self._pool.map(
+            functools.partial(
+                apply_action, self.state.core, self.state.store, metrics=self.metrics
+            ),
+            actions,
+        ):
+            outcomes[outcome] += 1
+        for task in self.extra_tasks:
+            task()
+        self._update_ledger(policy, self.state.store)
+        self.last_pass = outcomes
+        self.passes += 1
+        if actions:
+            log.info(
+                "reconciled",
+                extra={
+                    "event": "sync.pass",
+                    "actions": len(actions),
+                    "outcomes": dict(outcomes),
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+            self.state.changed.set()  # look again: writes may have made more work visible
+        return outcomes
+
+    def _already_reported(self, action: Any) -> bool:
+        """Report each conflicting Secret once per process, not on every pass."""
+        if not isinstance(action, Conflict):
+            return False
+        key = (action.namespace, action.name, action.uid)
+        if key in self._reported:
+            return True
+        self._reported.add(key)
+        return False
+
+    def _update_ledger(self, policy: Policy, store: ClusterStore) -> None:
+        """Remember managed names until no copy of an old one is left, then forget it."""
+        names = set(policy.managed_names())
+        leftovers = {t.name for t in store.targets() if t.managed}
+        self.elector.ledger = names | (self.elector.ledger & leftovers)
+        self.state.set_extra_target_names(frozenset(self.elector.ledger - names))
+
+    # -- service accounts (only when a rule backfills them) ----------------------------------------
+
+    def _policy_changed(self, policy: Policy) -> None:
+        wants = any(rule.service_accounts.backfill for rule in policy.rules)
+        if wants and self._accounts_reflector is None:
+            self._accounts_reflector = Reflector(
+                "serviceaccounts",
+                self.state.core.list_service_account_for_all_namespaces,
+                self._replace_accounts,
+                self._account_event,
+                watch_timeout=self.settings.watch_timeout_seconds,
+            ).start()
+        elif not wants and self._accounts_reflector is not None:
+            self._accounts_reflector.stop(timeout=0)
+            self._accounts_reflector = None
+            self.accounts = {}
+
+    def _replace_accounts(self, items: list[dict[str, Any]]) -> None:
+        self.accounts = dict(_account(item) for item in items)
+        self.state.changed.set()
+
+    def _account_event(self, kind: str, obj: dict[str, Any]) -> None:
+        key, value = _account(obj)
+        if kind == "DELETED":
+            self.accounts.pop(key, None)
+        else:
+            self.accounts[key] = value
+        self.state.changed.set()
+
+
+def _account(obj: dict[str, Any]) -> tuple[tuple[str, str], ServiceAccountState]:
+    metadata = obj.get("metadata") or {}
+    entries = obj.get("imagePullSecrets")
+    names = tuple(
+        str(e.get("name")) for e in entries or [] if isinstance(e, dict) and e.get("name")
+    )
+    state = ServiceAccountState(
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        pull_secrets=names,
+        has_list=isinstance(entries, list),
+        resource_version=str(metadata.get("resourceVersion", "")),
+    )
+    return (state.namespace, state.name), state
+
+
+def run(settings: Settings) -> int:
+    """Entry point of ``pullsecret-injector controller``: runs until SIGTERM/SIGINT."""
+    logs.configure(settings.log_level)
+    metrics = Metrics()
+    identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
+    api = k8s_client.api_client(settings)
+    controller = Controller(settings, metrics, api, identity)
+    task = certificate_task(settings, api)
+    if task is not None:
+        controller.extra_tasks.append(task)
+    done = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        del signum, frame
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server = start_ops_server(
+        settings.bind_address,
+        settings.metrics_port,
+        controller.readiness,
+        lambda: exposition(metrics),
+    )
+    controller.start()
+    log.info("controller started", extra={"event": "controller.started", "identity": identity})
+    done.wait()
+    log.info("controller stopping", extra={"event": "controller.stopping"})
+    controller.stop()
+    server.shutdown()
+    return 0
