@@ -9,6 +9,7 @@ tests pass a store filled by hand and production passes the same class filled by
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class ClusterView(Protocol):
 def source_from_object(obj: Mapping[str, Any]) -> SourceSecret:
     """Decode an API Secret object into a ``SourceSecret``, recording why it is unusable."""
     metadata = obj.get("metadata") or {}
-    data = obj.get("data") or {}
+    data = _merged_data(obj)
     try:
         config: DockerConfig | None = parse_secret(obj)
         problem = None
@@ -100,10 +101,22 @@ def source_from_object(obj: Mapping[str, Any]) -> SourceSecret:
         name=str(metadata.get("name", "")),
         config=config,
         problem=problem,
-        data=dict(data) if isinstance(data, Mapping) else {},
+        data=data,
         secret_type=str(obj.get("type") or "Opaque"),
         resource_version=str(metadata.get("resourceVersion", "")),
     )
+
+
+def _merged_data(obj: Mapping[str, Any]) -> dict[str, str]:
+    """``data`` with ``stringData`` folded in, as the API server stores it (manifests from
+    files may use ``stringData``; copies are always written as base64 ``data``)."""
+    data = obj.get("data")
+    merged = {str(k): str(v) for k, v in data.items()} if isinstance(data, Mapping) else {}
+    string_data = obj.get("stringData")
+    if isinstance(string_data, Mapping):
+        for key, value in string_data.items():
+            merged[str(key)] = base64.b64encode(str(value).encode()).decode()
+    return merged
 
 
 def target_from_object(obj: Mapping[str, Any]) -> TargetSecret:

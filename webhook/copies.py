@@ -87,27 +87,46 @@ def applicable_rules(policy: Policy, namespace: str, labels: Mapping[str, str]) 
 
 
 def grant_subset(keys: Sequence[str], patterns: Sequence[str]) -> KeyMapping:
-    """Which entries a copy restricted to ``patterns`` keeps, and under which key."""
+    """Which entries a copy restricted to ``patterns`` keeps, and under which key.
+
+    Source keys are visited in the kubelet's own order (reverse lexicographic of the
+    normalised key), so when two entries would land on the same key in the copy, the one the
+    kubelet would have tried first on the source wins.
+    """
+    normalized = {key: normalize_key(key) for key in keys}
+    ordered = sorted(
+        (key for key in keys if normalized[key] is not None),
+        key=lambda key: str(normalized[key]),
+        reverse=True,
+    )
     pairs: list[tuple[str, str]] = []
-    for key in keys:
-        normalized = normalize_key(key)
-        if normalized is None:
-            continue
-        if any(_within(normalized, pattern) for pattern in patterns):
+    for key in ordered:
+        norm = str(normalized[key])
+        if any(_within(norm, pattern) for pattern in patterns):
             pairs.append((key, key))
             continue
-        pairs.extend((key, pattern) for pattern in patterns if urls_match(normalized, pattern))
+        pairs.extend((key, pattern) for pattern in patterns if _narrows(norm, pattern))
     return tuple(dict.fromkeys(pairs))
 
 
+_HUB_HOSTS = frozenset({DEFAULT_REGISTRY_KEY, "docker.io"})
+
+
 def _within(normalized_key: str, pattern: str) -> bool:
+    """The key's scope lies inside the pattern's: keep the entry under its own key."""
     if urls_match(pattern, normalized_key):
         return True
     # Docker Hub credentials live under index.docker.io (used by the kubelet's fallback),
-    # while patterns name the registry as images do (docker.io): treat them as the same.
-    pattern_key = normalize_key(pattern)
-    hub = {DEFAULT_REGISTRY_KEY, "docker.io"}
-    return normalized_key == DEFAULT_REGISTRY_KEY and pattern_key in hub
+    # while patterns name the registry as images do (docker.io): the same registry.
+    return normalized_key == DEFAULT_REGISTRY_KEY and normalize_key(pattern) in _HUB_HOSTS
+
+
+def _narrows(normalized_key: str, pattern: str) -> bool:
+    """The pattern lies inside the key's scope: re-key the entry to the pattern."""
+    if urls_match(normalized_key, pattern):
+        return True
+    host, _, path = (normalize_key(pattern) or "").partition("/")
+    return normalized_key == DEFAULT_REGISTRY_KEY and host in _HUB_HOSTS and bool(path)
 
 
 def desired_copies(

@@ -85,7 +85,10 @@ class DockerConfig:
 
     def subset_pairs(self, pairs: Sequence[tuple[str, str]]) -> DockerConfig:
         """A config with only the entries named by ``pairs`` (key here, key in the result)."""
-        entries = {new: self.entries[old] for old, new in pairs if old in self.entries}
+        entries: dict[str, Mapping[str, Any]] = {}
+        for old, new in pairs:
+            if old in self.entries and new not in entries:  # first pair wins: kubelet order
+                entries[new] = self.entries[old]
         return from_entries(self.format, entries)
 
     def payload(self) -> bytes:

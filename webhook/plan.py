@@ -207,7 +207,7 @@ class _Context:
         secrets: list[str] = []
         for rule_match in matches:
             for secret in rule_match.rule.secrets:
-                if self.usable(rule_match.rule, secret, _short(image)):
+                if self.usable(rule_match.rule, secret):
                     secrets.append(secret.target_name)
                     self.injections.append(
                         Injection(rule_match.rule.name, secret.target_name, rule_match.patterns[0])
@@ -221,7 +221,7 @@ class _Context:
             secrets=tuple(dict.fromkeys(secrets)),
         )
 
-    def usable(self, rule: Rule, ref: SecretRef, wanted_by: str) -> bool:
+    def usable(self, rule: Rule, ref: SecretRef) -> bool:
         """Can ``ref`` be injected? Records the copy to ensure, or the warning/denial."""
         source = self.view.source_secret(ref.namespace, ref.name)
         problem = None
@@ -230,9 +230,7 @@ class _Context:
         elif source.config is None:
             problem = f"source secret {ref.source} is not a usable pull secret ({source.problem})"
         if problem is not None:
-            self.warn(
-                f"rule {rule.name}: {problem}; not injecting {ref.target_name} for {wanted_by}"
-            )
+            self.warn(f"rule {rule.name}: {problem}; not injecting {ref.target_name}")
             if rule.on_failure == "Deny":
                 self.deny.append(f"rule {rule.name} requires {ref.target_name}: {problem}")
             return False
@@ -245,9 +243,9 @@ class _Context:
             return False
         if not spec.is_source_itself:
             target = self.view.target_secret(self.namespace, ref.target_name)
-            if target is None or target.managed:
-                self.ensure[spec.name] = spec
-            else:
+            if target is None:
+                self.ensure[spec.name] = spec  # missing: create it before the pod pulls
+            elif not target.managed:
                 self.warn(
                     f"Secret {ref.target_name} in {self.namespace} is not managed by "
                     "pullsecret-injector; injected by name, its content is left untouched"
@@ -293,7 +291,7 @@ def plan(policy: Policy, request: AdmissionRequest, view: ClusterView) -> Plan:
     if not namespace:
         return Plan(namespace="", reason="skipped: no namespace in request or object")
     if request.kind == "Pod" and request.sub_resource == "ephemeralcontainers":
-        return _plan_ephemeral(_Context.start(policy, view, namespace), request)
+        return _plan_ephemeral(_Context.start(policy, view, namespace), obj, request.old_object)
     if request.kind == "Pod" and request.sub_resource == "" and request.operation == "CREATE":
         return _plan_pod(_Context.start(policy, view, namespace), obj)
     if request.kind == "ServiceAccount" and request.operation == "CREATE":
@@ -330,10 +328,12 @@ def _effective_keys(spec: CopySpec, view: ClusterView) -> tuple[str, ...]:
 # -- ephemeral containers --------------------------------------------------------------------
 
 
-def _plan_ephemeral(ctx: _Context, request: AdmissionRequest) -> Plan:
+def _plan_ephemeral(
+    ctx: _Context, pod: Mapping[str, Any], old_pod: Mapping[str, Any] | None
+) -> Plan:
     """Pull secrets of a running pod cannot change: say what is missing, and how to fix it."""
-    spec = _mapping(request.object.get("spec"))
-    old_spec = _mapping(_mapping(request.old_object).get("spec"))
+    spec = _mapping(pod.get("spec"))
+    old_spec = _mapping(_mapping(old_pod).get("spec"))
     old_names = {str(_mapping(c).get("name")) for c in _list(old_spec.get("ephemeralContainers"))}
     new_names = frozenset(
         str(_mapping(c).get("name"))
@@ -361,12 +361,14 @@ def _plan_ephemeral(ctx: _Context, request: AdmissionRequest) -> Plan:
 def _plan_service_account(ctx: _Context, account: Mapping[str, Any]) -> Plan:
     """Like ``secrets link <sa> <secret> --for=pull``, at creation."""
     name = str(_mapping(account.get("metadata")).get("name") or "")
+    if not name:
+        return ctx.result((), (), "serviceaccount without a name: skipped")
     wanted: list[str] = []
     for rule_name in ctx.applicable_rules:
         rule = ctx.policy.rule(rule_name)
         if any(glob_match(pattern, name) for pattern in rule.service_accounts.names):
             for ref in rule.secrets:
-                if ctx.usable(rule, ref, f"serviceaccount {name}"):
+                if ctx.usable(rule, ref):
                     wanted.append(ref.target_name)
                     ctx.injections.append(Injection(rule.name, ref.target_name, "serviceaccount"))
     wanted = list(dict.fromkeys(wanted))
@@ -465,6 +467,8 @@ def _reason(added: Sequence[str], wanted: Sequence[str], images: Sequence[ImageD
         return f"added {list(added)} for {len(images)} image(s)"
     if wanted:
         return f"no change: {list(wanted)} already present"
+    if any(image.matches for image in images):
+        return "no change: rules matched but none of their secrets is usable (see warnings)"
     return f"no change: no rule covers the {len(images)} image(s) here"
 
 

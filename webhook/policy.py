@@ -270,23 +270,27 @@ class _Checker:
         defaults = self.mapping(top.get("defaults"), "defaults", ("sourceNamespace", "namespaces"))
         default_source = None
         if defaults.get("sourceNamespace") is not None:
-            default_source = self.string(
-                defaults["sourceNamespace"],
-                "defaults.sourceNamespace",
-                _DNS1123_LABEL,
-                "namespace name",
-                63,
+            # "" (not None) when given but invalid: reported once here, not for every secret.
+            default_source = (
+                self.string(
+                    defaults["sourceNamespace"],
+                    "defaults.sourceNamespace",
+                    _DNS1123_LABEL,
+                    "namespace name",
+                    63,
+                )
+                or ""
             )
         default_scope = self.scope(defaults.get("namespaces"), "defaults.namespaces")
-        rules: list[Rule] = []
+        rules: list[tuple[int, Rule]] = []
         if "rules" not in top and isinstance(document, Mapping):
             self.error("rules", "is required (an empty list disables injection)")
         for index, raw in enumerate(self.sequence(top.get("rules"), "rules")):
             rule = self.rule(raw, f"rules[{index}]", default_source, default_scope)
             if rule is not None:
-                rules.append(rule)
-        self.cross_rule_checks(rules, top.get("rules"))
-        return Policy(rules=tuple(rules), generation=generation)
+                rules.append((index, rule))
+        self.cross_rule_checks(rules)
+        return Policy(rules=tuple(rule for _, rule in rules), generation=generation)
 
     def rule(
         self, raw: object, path: str, default_source: str | None, default_scope: NamespaceScope
@@ -328,7 +332,7 @@ class _Checker:
                 _join(path, "credentialSubset"),
                 "needs registries: without them every auths entry is granted",
             )
-        raw_failure = body.get("onFailure", "Warn")
+        raw_failure = body.get("onFailure") or "Warn"
         on_failure: FailureAction = "Deny" if raw_failure == "Deny" else "Warn"
         if raw_failure not in ("Warn", "Deny"):
             self.error(_join(path, "onFailure"), f"must be Warn or Deny, got {raw_failure!r}")
@@ -350,6 +354,13 @@ class _Checker:
         )
 
     def registry_pattern(self, value: str, path: str) -> str | None:
+        if "?" in value or "#" in value:
+            self.error(
+                path,
+                f"{value!r}: '?' and '#' end a URL's host or path for the kubelet, so the "
+                "pattern would mean less than it says; use '*' or a character class",
+            )
+            return None
         normalized = normalize_key(value)
         parsed = parse_schemeless(normalized) if normalized is not None else None
         if normalized is None or parsed is None or not all(parsed.labels):
@@ -413,7 +424,7 @@ class _Checker:
     def scope(self, value: object, path: str) -> NamespaceScope:
         body = self.mapping(value, path, ("include", "exclude", "selector"))
         include = self.strings(body.get("include"), _join(path, "include"), self.name_glob)
-        if "include" in body and not include:
+        if body.get("include") == []:
             self.error(_join(path, "include"), "is empty, so the rule reaches no namespace")
         exclude = self.strings(body.get("exclude"), _join(path, "exclude"), self.name_glob)
         selector = None
@@ -501,22 +512,19 @@ class _Checker:
             self.error(_join(path, "backfill"), "needs names: which ServiceAccounts to backfill")
         return ServiceAccountScope(names=names, backfill=backfill)
 
-    def cross_rule_checks(self, rules: Sequence[Rule], raw_rules: object) -> None:
-        seen: dict[str, int] = {}
-        for index, rule in enumerate(rules):
-            if rule.name in seen:
-                self.error(
-                    f"rules[{_raw_index(raw_rules, rule.name, 1)}].name",
-                    f"duplicate rule name {rule.name!r}",
-                )
-            seen.setdefault(rule.name, index)
+    def cross_rule_checks(self, rules: Sequence[tuple[int, Rule]]) -> None:
+        """Checks across rules; ``rules`` pairs each rule with its index in the document."""
+        seen: set[str] = set()
         targets: dict[str, SecretRef] = {}
-        for rule in rules:
-            for ref in rule.secrets:
+        for index, rule in rules:
+            if rule.name in seen:
+                self.error(f"rules[{index}].name", f"duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+            for position, ref in enumerate(rule.secrets):
                 other = targets.setdefault(ref.target_name, ref)
                 if (other.namespace, other.name) != (ref.namespace, ref.name):
                     self.error(
-                        f"rules[{_raw_index(raw_rules, rule.name, 0)}].secrets",
+                        f"rules[{index}].secrets[{position}]",
                         f"copy name {ref.target_name!r} would come from both {other.source} and "
                         f"{ref.source}; give one of them a different targetName",
                     )
@@ -524,18 +532,6 @@ class _Checker:
 
 def _operator(value: object) -> Operator | None:
     return next((op for op in OPERATORS if op == value), None)
-
-
-def _raw_index(raw_rules: object, name: str, occurrence: int) -> int:
-    """Index of the ``occurrence``-th raw rule called ``name`` (for error locations)."""
-    count = -1
-    if isinstance(raw_rules, list):
-        for index, raw in enumerate(raw_rules):
-            if isinstance(raw, Mapping) and raw.get("name") == name:
-                count += 1
-                if count == occurrence:
-                    return index
-    return 0
 
 
 def _join(path: str, key: str) -> str:

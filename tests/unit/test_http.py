@@ -223,18 +223,11 @@ def test_metrics_count_admissions_by_result(client: FlaskClient) -> None:
     post(client, review(pod("registry.example.com/app")))
     post(client, review(pod("nginx")))
     text = client.get("/metrics").get_data(as_text=True)
-    assert (
-        'pullsecret_injector_admission_requests_total{kind="Pod",operation="CREATE",result="patched"} 1.0'
-        in text
-    )
-    assert (
-        'pullsecret_injector_admission_requests_total{kind="Pod",operation="CREATE",result="unchanged"} 1.0'
-        in text
-    )
-    assert (
-        'pullsecret_injector_injections_total{kind="Pod",registry="registry.example.com",rule="corp"} 1.0'
-        in text
-    )
+    requests = 'pullsecret_injector_admission_requests_total{kind="Pod",operation="CREATE"'
+    assert requests + ',result="patched"} 1.0' in text
+    assert requests + ',result="unchanged"} 1.0' in text
+    injections = 'pullsecret_injector_injections_total{kind="Pod",registry="registry.example.com"'
+    assert injections + ',rule="corp"} 1.0' in text
 
 
 def test_logs_never_contain_credentials(
