@@ -43,6 +43,7 @@ logger_class = "webhook.http.serving.JsonLogger"
 if Path("/dev/shm").is_dir():  # noqa: S108 - a RAM-backed dir, as gunicorn's docs advise
     worker_tmp_dir = "/dev/shm"  # noqa: S108 - heartbeat files off the read-only root fs
 limit_request_line = 8190
+control_socket_disable = True  # gunicorn 24+ would write a socket under $HOME (read-only)
 
 _tls = None
 if _settings.tls_files:

@@ -47,7 +47,10 @@ def ca_verdict(ca: x509.Certificate | None, now: datetime) -> Verdict:
     """Should a new CA be introduced?"""
     if ca is None:
         return Verdict(True, "no CA yet")
-    constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return Verdict(True, "stored CA certificate is not a CA (no basicConstraints)")
     if not constraints.ca:
         return Verdict(True, "stored CA certificate is not a CA")
     return _lifetime_verdict(ca, now, "CA")

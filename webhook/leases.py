@@ -38,9 +38,10 @@ def _parse(value: object) -> datetime | None:
         return None
     text = value.replace("Z", "+00:00")
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else None  # MicroTime always carries a zone
 
 
 def lease_spec(

@@ -92,10 +92,10 @@ class Metrics:
         )
         self.policy_generation = Gauge(
             "policy_generation",
-            "resourceVersion of the policy in force.",
+            "resourceVersion of the policy in force (min over workers: all have at least it).",
             namespace=NAMESPACE,
             registry=r,
-            multiprocess_mode="livemax",
+            multiprocess_mode="livemin",
         )
         self.policy_rules = Gauge(
             "policy_rules",

@@ -155,11 +155,17 @@ def _link_actions(
     if not backfill_rules:
         return []
     actions: list[Action] = []
+    copies_by_namespace: dict[str, Mapping[str, CopySpec]] = {}
     for account in service_accounts:
         labels = namespaces.get(account.namespace)  # None: namespace gone or not in scope
         if labels is None:
             continue
         applicable = {r.name for r in applicable_rules(policy, account.namespace, labels)}
+        if account.namespace not in copies_by_namespace:
+            copies_by_namespace[account.namespace] = desired_copies(
+                policy, account.namespace, labels, store
+            )
+        copies = copies_by_namespace[account.namespace]
         wanted: list[str] = []
         for rule in backfill_rules:
             if rule.name not in applicable:
@@ -167,7 +173,9 @@ def _link_actions(
             if not any(glob_match(p, account.name) for p in rule.service_accounts.names):
                 continue
             wanted.extend(
-                ref.target_name for ref in rule.secrets if _usable(store, ref.namespace, ref.name)
+                ref.target_name
+                for ref in rule.secrets
+                if _providable(store, copies[ref.target_name])
             )
         missing = _missing(wanted, account.pull_secrets)
         if missing:
@@ -183,9 +191,11 @@ def _link_actions(
     return actions
 
 
-def _usable(store: ClusterStore, namespace: str, name: str) -> bool:
-    source = store.source_secret(namespace, name)
-    return source is not None and source.config is not None
+def _providable(store: ClusterStore, spec: CopySpec) -> bool:
+    """Will this copy exist? (A usable source, and a subset that grants something.)"""
+    source = store.source_secret(spec.source_namespace, spec.source_name)
+    usable = source is not None and source.config is not None
+    return usable and (spec.subset is None or bool(spec.subset))
 
 
 def _missing(wanted: Sequence[str], present: Sequence[str]) -> tuple[str, ...]:

@@ -63,14 +63,17 @@ class Reflector:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop delivering at once; the thread ends when its watch request returns.
+
+        Closing a response another thread is reading can block, so the close happens on a
+        helper thread; events that still arrive are dropped (``_deliver`` checks the flag).
+        """
         self._stop.set()
         response = self._response
         if response is not None:
-            try:
-                response.close()
-            except Exception:
-                log.debug("closing watch response failed", extra={"reflector": self.name})
-        self._thread.join(timeout)
+            threading.Thread(target=_close_quietly, args=(response,), daemon=True).start()
+        if timeout > 0:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         resource_version: str | None = None
@@ -118,6 +121,8 @@ class Reflector:
             token = metadata.get("continue")
             if not token:
                 break
+        if self._stop.is_set():
+            return ""
         self._on_replace(items)
         self.synced.set()
         self.last_error = ""
@@ -142,6 +147,8 @@ class Reflector:
                         raise _Expired
                     raise RuntimeError(f"watch error: {obj.get('message', obj)}")
                 version = (obj.get("metadata") or {}).get("resourceVersion")
+                if self._stop.is_set():
+                    break
                 if kind != "BOOKMARK":
                     self._on_event(str(kind), obj)
                 if version:
@@ -152,6 +159,13 @@ class Reflector:
             self._response = None
             response.release_conn()
         return resource_version
+
+
+def _close_quietly(response: Any) -> None:
+    try:
+        response.close()
+    except Exception:
+        log.debug("closing watch response failed")
 
 
 def _events(response: Any) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,379 @@
+"""``pullsecret-injector validate-policy`` and ``explain``, run as a user runs them.
+
+Files go to a temporary directory and the installed console script runs in a subprocess, so
+the exit code, stdout and stderr checked here are exactly what a shell or CI job sees:
+0 success, 1 the policy or the object fails, 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+import yaml
+
+from tests.unit.factories import pod, pull_secret
+
+PS = "pull-secrets"
+
+POLICY = f"""\
+apiVersion: pullsecret-injector.io/v1
+kind: PullSecretPolicy
+defaults:
+  sourceNamespace: {PS}
+rules:
+  - name: corp
+    registries: [registry.example.com]
+    secrets: [corp-pull]
+    namespaces: {{include: ["team-*"]}}
+  - name: strict
+    registries: [strict.example.com]
+    secrets: [strict-pull]
+    onFailure: Deny
+"""
+
+INVALID_POLICY = f"""\
+apiVersion: pullsecret-injector.io/v1
+kind: PullSecretPolicy
+defaults:
+  sourceNamespace: {PS}
+rules:
+  - name: corp
+    registires: [registry.example.com]
+    secrets: [corp-pull]
+  - name: Not_A_Label
+    registries: ["quay.io/te*m"]
+    secrets: [corp-pull]
+"""
+
+CORP_IMAGE = "registry.example.com/team/app:1.0"
+CORP_SECRET = pull_secret("corp-pull", PS, ["registry.example.com"])
+PATCH = [{"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "corp-pull"}]}]
+
+
+def cli() -> list[str]:
+    """The installed console script, as a user runs it (``python -m`` if it is missing)."""
+    script = Path(sys.executable).with_name("pullsecret-injector")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "webhook.cli"]
+
+
+def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cli(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def write(directory: Path, name: str, content: str | Mapping[str, Any] | list[Any]) -> Path:
+    path = directory / name
+    if isinstance(content, str):
+        path.write_text(content)
+    elif isinstance(content, list):
+        path.write_text(yaml.safe_dump_all(content))
+    else:
+        path.write_text(yaml.safe_dump(dict(content)))
+    return path
+
+
+def deployment(images: list[str], namespace: str = "team-a") -> dict[str, Any]:
+    template = pod(images, namespace=None, name=None)
+    template["metadata"] = {"labels": {"app": "web"}}
+    del template["apiVersion"], template["kind"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template},
+    }
+
+
+def cronjob(images: list[str], namespace: str = "team-a") -> dict[str, Any]:
+    template = deployment(images, namespace)["spec"]["template"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": namespace},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template}}},
+    }
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    write(tmp_path, "policy.yaml", POLICY)
+    write(tmp_path, "invalid-policy.yaml", INVALID_POLICY)
+    write(tmp_path, "secret.yaml", CORP_SECRET)
+    write(tmp_path, "pod.yaml", pod([CORP_IMAGE], namespace="team-a"))
+    return tmp_path
+
+
+# -- validate-policy -------------------------------------------------------------------------
+
+
+def test_a_valid_policy_is_summarised_and_exits_0(files: Path) -> None:
+    result = run("validate-policy", "policy.yaml", cwd=files)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "policy.yaml: valid, 2 rule(s); source namespaces: pull-secrets; "
+        "managed secret names: corp-pull, strict-pull\n"
+    )
+
+
+def test_an_invalid_policy_lists_every_located_error_and_exits_1(files: Path) -> None:
+    result = run("validate-policy", "invalid-policy.yaml", cwd=files)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "invalid-policy.yaml: 3 error(s)" in result.stderr
+    assert "rules[0].registires: unknown field (did you mean 'registries'?)" in result.stderr
+    assert "rules[1].name: 'Not_A_Label' is not a valid rule name" in result.stderr
+    assert "rules[1].registries[0]: 'quay.io/te*m': globs are only allowed in the host" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param("rules: [\n", "(yaml): line", id="a YAML syntax error is located"),
+        pytest.param("", "the policy is empty", id="an empty file"),
+        pytest.param("- just\n- a list\n", "must be a mapping", id="a document that is a list"),
+        pytest.param(
+            POLICY.replace("pullsecret-injector.io/v1", "v1"),
+            "apiVersion: must be 'pullsecret-injector.io/v1'",
+            id="the wrong apiVersion",
+        ),
+    ],
+)
+def test_a_policy_that_is_not_a_policy_exits_1(files: Path, content: str, expected: str) -> None:
+    write(files, "broken.yaml", content)
+
+    result = run("validate-policy", "broken.yaml", cwd=files)
+
+    assert result.returncode == 1
+    assert expected in result.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("missing.yaml", id="a file that does not exist"),
+        pytest.param(".", id="a directory"),
+    ],
+)
+def test_validate_policy_on_an_unreadable_file_exits_2(files: Path, path: str) -> None:
+    result = run("validate-policy", path, cwd=files)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot read {path}")
+
+
+# -- explain: what the webhook would do -------------------------------------------------------
+
+
+def test_explain_text_names_the_rule_pattern_repository_secret_and_patch(files: Path) -> None:
+    result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 cwd=files)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Pod app in namespace team-a (labels: kubernetes.io/metadata.name=team-a)"
+    for expected in [
+        f"spec.containers[0] (c0): {CORP_IMAGE}",
+        "  repository: registry.example.com/team/app",
+        "  rule corp: matched registry.example.com (from its registries)",
+        "  secrets: corp-pull",
+        "  kubelet would try auths keys: registry.example.com",
+        "patch:",
+        f"  {json.dumps(PATCH[0])}",
+        "copies to ensure in the namespace:",
+        "  team-a/corp-pull <- pull-secrets/corp-pull (verbatim)",
+    ]:
+        assert expected in lines, (expected, result.stdout)
+    assert "DENIED" not in result.stdout
+    assert "warnings:" not in result.stdout
+
+
+def test_explain_json_has_the_decision_and_its_patch_applies(files: Path) -> None:
+    result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 "--output", "json", cwd=files)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["allowed"] is True
+    assert document["deny"] is None
+    assert [i["repository"] for i in document["images"]] == ["registry.example.com/team/app"]
+    assert document["images"][0]["rules"] == [
+        {"rule": "corp", "via": "registries", "patterns": ["registry.example.com"]}
+    ]
+    assert document["images"][0]["secrets"] == ["corp-pull"]
+    assert document["patch"] == PATCH
+    assert document["copies"] == [
+        {"namespace": "team-a", "name": "corp-pull", "source": f"{PS}/corp-pull", "subset": None}
+    ]
+    assert document["warnings"] == []
+    original = pod([CORP_IMAGE], namespace="team-a")
+    patched = jsonpatch.apply_patch(copy.deepcopy(original), document["patch"])
+    assert patched == pod([CORP_IMAGE], namespace="team-a", pull_secrets=["corp-pull"])
+
+
+def test_explain_of_a_pod_that_already_has_the_secret_shows_no_patch(files: Path) -> None:
+    write(files, "done.yaml", pod([CORP_IMAGE], namespace="team-a", pull_secrets=["corp-pull"]))
+
+    result = run("explain", "done.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 "--output", "json", cwd=files)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["patch"] == []
+
+
+def test_a_denied_pod_exits_1_and_says_why(files: Path) -> None:
+    write(files, "strict.yaml", pod(["strict.example.com/app:2"], namespace="team-a"))
+
+    text = run("explain", "strict.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+               cwd=files)  # fmt: skip
+    as_json = run("explain", "strict.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                  "--output", "json", cwd=files)  # fmt: skip
+
+    assert (text.returncode, as_json.returncode) == (1, 1)
+    assert "  rule strict: matched strict.example.com (from its registries)" in text.stdout
+    assert "patch: none (object admitted unchanged)" in text.stdout
+    denied = [line for line in text.stdout.splitlines() if line.startswith("DENIED: ")]
+    assert len(denied) == 1
+    assert "strict-pull" in denied[0]
+    assert "not found" in denied[0]
+    document = json.loads(as_json.stdout)
+    assert document["allowed"] is False
+    assert "strict-pull" in document["deny"]
+    assert document["patch"] == []
+
+
+def test_a_missing_secret_under_a_warn_rule_is_admitted_with_a_warning(files: Path) -> None:
+    result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--output", "json", cwd=files)
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["allowed"] is True
+    assert document["patch"] == []
+    assert len(document["warnings"]) == 1
+    assert "pull-secrets/corp-pull not found" in document["warnings"][0]
+
+
+def test_explain_honours_the_namespace_option(files: Path) -> None:
+    result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 "--namespace", "sandbox", cwd=files)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "Pod app in namespace sandbox" in result.stdout
+    assert "  no rule covers this image here" in result.stdout
+    assert "patch: none (object admitted unchanged)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        pytest.param(deployment([CORP_IMAGE]), id="a Deployment is explained by its pod template"),
+        pytest.param(cronjob([CORP_IMAGE]), id="a CronJob is explained by its job's pod template"),
+    ],
+)
+def test_explain_of_a_workload_uses_its_pod_template(files: Path, workload: dict[str, Any]) -> None:
+    write(files, "workload.yaml", workload)
+
+    result = run("explain", "workload.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 "--output", "json", cwd=files)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["kind"], document["namespace"]) == ("Pod", "team-a")
+    assert document["name"] == workload["metadata"]["name"]
+    assert [i["image"] for i in document["images"]] == [CORP_IMAGE]
+    template = (
+        workload["spec"]["template"]
+        if workload["kind"] == "Deployment"
+        else workload["spec"]["jobTemplate"]["spec"]["template"]
+    )
+    patched = jsonpatch.apply_patch(copy.deepcopy(template), document["patch"])
+    assert patched["spec"]["imagePullSecrets"] == [{"name": "corp-pull"}]
+
+
+# -- explain: input it cannot use --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "stderr"),
+    [
+        pytest.param(
+            ["pod.yaml", "--policy", "missing.yaml"],
+            "error: cannot read missing.yaml",
+            id="a policy file that does not exist",
+        ),
+        pytest.param(
+            ["missing.yaml", "--policy", "policy.yaml"],
+            "error: cannot read missing.yaml",
+            id="an object file that does not exist",
+        ),
+        pytest.param(
+            [".", "--policy", "policy.yaml"],
+            "error: cannot read .",
+            id="a directory given as the object",
+        ),
+        pytest.param(
+            ["pod.yaml", "--policy", "policy.yaml", "--secret", "missing.yaml"],
+            "error: cannot read missing.yaml",
+            id="a secret file that does not exist",
+        ),
+        pytest.param(
+            ["pod.yaml", "--policy", "invalid-policy.yaml"],
+            "invalid-policy.yaml: invalid policy\n  rules[0].registires: unknown field",
+            id="an invalid policy is unusable input here, not a failed object",
+        ),
+        pytest.param(
+            ["configmap.yaml", "--policy", "policy.yaml"],
+            "cannot explain a ConfigMap",
+            id="an object of a kind that has no pods",
+        ),
+        pytest.param(
+            ["two.yaml", "--policy", "policy.yaml"],
+            "expected exactly one object, found 2",
+            id="a file holding two objects",
+        ),
+        pytest.param(
+            ["broken.yaml", "--policy", "policy.yaml"],
+            "broken.yaml: not valid YAML",
+            id="an object file that is not YAML",
+        ),
+        pytest.param(
+            ["pod.yaml", "--policy", "policy.yaml", "--namespace-labels", "team"],
+            "label 'team' must be key=value",
+            id="a namespace label without a value",
+        ),
+    ],
+)
+def test_explain_exits_2_on_input_it_cannot_use(files: Path, args: list[str], stderr: str) -> None:
+    write(files, "configmap.yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})
+    write(files, "two.yaml", [pod([CORP_IMAGE]), pod([CORP_IMAGE], name="other")])
+    write(files, "broken.yaml", "kind: Pod\nspec: [\n")
+
+    result = run("explain", *args, cwd=files)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert stderr in result.stderr
+
+
+def test_explain_without_a_policy_is_a_usage_error(files: Path) -> None:
+    result = run("explain", "pod.yaml", cwd=files)
+
+    assert result.returncode == 2
+    assert "--policy" in result.stderr
