@@ -430,3 +430,108 @@ kind: PullSecretPolicy
 defaults:
   sourceNamespace: {SOURCE_NAMESPACE}
 """
+
+
+@dataclass
+class ControllerProcess:
+    """``pullsecret-injector controller`` as a real process (the chart's second Deployment)."""
+
+    plane: ControlPlane
+    workdir: Path
+    identity: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    kubeconfig: Path | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"controller-{self.identity}.log"
+
+    def start(self, wait_ready: bool = True) -> None:
+        self.metrics_port = self.metrics_port or free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PSI_")}
+        env.update(
+            {
+                "PSI_BIND_ADDRESS": "127.0.0.1",
+                "PSI_METRICS_PORT": str(self.metrics_port),
+                "PSI_POLICY_NAMESPACE": POLICY_NAMESPACE,
+                "PSI_POLICY_CONFIGMAP": POLICY_CONFIGMAP,
+                "PSI_KUBECONFIG": str(self.kubeconfig or self.plane.admin_kubeconfig),
+                "PSI_POD_NAME": self.identity,
+                "PSI_LEASE_DURATION_SECONDS": "6",
+                "PSI_RESYNC_SECONDS": "30",
+                "PSI_WATCH_TIMEOUT_SECONDS": "60",
+            }
+        )
+        env.update(self.extra_env)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "pullsecret-injector"), "controller"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        if wait_ready:
+            wait_until(self.ready, f"controller {self.identity} ready", timeout=60)
+
+    def ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(
+                f"controller exited with {self.process.returncode}:\n{self.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2
+            ) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def metric_value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in (labels or {}).items()
+                ):
+                    total += sample.value
+        return total
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+        return records

@@ -52,6 +52,7 @@ class Controller:
             settings.lease_name,
             identity,
             duration=settings.lease_duration_seconds,
+            on_elected=self.state.changed.set,
         )
         self.accounts: dict[tuple[str, str], ServiceAccountState] = {}
         self._accounts_reflector: Reflector | None = None
@@ -109,6 +110,11 @@ class Controller:
         policy = self.state.policy()
         if policy is None:
             return Counter()
+        # Names recorded in the Lease (from earlier policies, maybe from before a restart)
+        # must be watched and synced before deciding, or their leftovers would be forgotten.
+        self.state.set_extra_target_names(frozenset(self.elector.ledger))
+        if not self.readiness()[0]:
+            return Counter()  # the new watches will set `changed` once they have listed
         started = time.monotonic()
         actions = reconcile(
             policy, self.state.store, list(self.accounts.values()), self.elector.ledger
@@ -155,7 +161,9 @@ class Controller:
         names = set(policy.managed_names())
         leftovers = {t.name for t in store.targets() if t.managed}
         self.elector.ledger = names | (self.elector.ledger & leftovers)
-        self.state.set_extra_target_names(frozenset(self.elector.ledger - names))
+        # Keep watching every name in the ledger, including the policy's own: if a rule is
+        # removed, its copies must still be visible to be cleaned up.
+        self.state.set_extra_target_names(frozenset(self.elector.ledger))
 
     # -- service accounts (only when a rule backfills them) ----------------------------------------
 

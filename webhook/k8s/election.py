@@ -41,6 +41,7 @@ class LeaseElector:
         *,
         duration: int = 15,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_elected: Callable[[], None] = lambda: None,
     ) -> None:
         self.coordination = client.CoordinationV1Api(api)
         self.namespace = namespace
@@ -48,6 +49,7 @@ class LeaseElector:
         self.identity = identity
         self.duration = duration
         self._clock = clock
+        self._on_elected = on_elected
         self._leader_until = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
@@ -130,6 +132,7 @@ class LeaseElector:
         if not was_leader:
             self.transitions += 1
             log.info("became leader", extra={"event": "lease.acquired", "lease": self.name})
+            self._on_elected()  # work seen while following was skipped: look again now
 
     def _get(self) -> dict[str, Any] | None:
         try:
