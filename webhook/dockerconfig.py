@@ -163,65 +163,103 @@ def _data_value(secret: Mapping[str, Any], key: str) -> bytes | None:
         ) from None
 
 
+class _Object(list[tuple[str, Any]]):
+    """A JSON object with every member in order, duplicates kept (Go decodes each one)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(payload: bytes | str) -> Any:
+    """JSON as Go's encoding/json reads it: invalid UTF-8 becomes U+FFFD, a BOM or
+    NaN/Infinity is an error, duplicate members are all seen, nesting is not our limit."""
+    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    if text.startswith("\ufeff"):
+        raise ValueError("byte order mark")
+    try:
+        return json.loads(text, object_pairs_hook=_Object, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply for this decoder") from None
+
+
 def parse_docker_config(payload: bytes | str, fmt: Format) -> DockerConfig:
     """Decode a ``.dockerconfigjson``/``.dockercfg`` payload as the kubelet's decoder would."""
     try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        document = _decode(payload)
+    except ValueError as exc:
         raise InvalidPullSecret(
-            PullSecretProblem.BAD_JSON, f"the .{fmt} payload is not valid JSON"
+            PullSecretProblem.BAD_JSON, f"the .{fmt} payload is not valid JSON ({exc})"[:200]
         ) from None
-    if fmt == "dockerconfigjson":
-        if not isinstance(document, dict):
-            raise InvalidPullSecret(
-                PullSecretProblem.BAD_JSON, ".dockerconfigjson must be a JSON object"
-            )
-        _check_http_headers(document)
-        auths = _field(document, "auths")
-        if auths is None:
-            auths = {}
-    else:
-        auths = document
-    if not isinstance(auths, dict):
-        where = '"auths"' if fmt == "dockerconfigjson" else ".dockercfg"
-        raise InvalidPullSecret(PullSecretProblem.BAD_JSON, f"{where} must be a JSON object")
     entries: dict[str, Mapping[str, Any]] = {}
-    for key, entry in auths.items():
-        entries[key] = _checked_entry(key, entry)
+    if fmt == "dockercfg":
+        _merge_auths(entries, document, ".dockercfg")
+        return from_entries(fmt, entries)
+    if document is None:
+        return from_entries(fmt, entries)
+    if not isinstance(document, _Object):
+        raise InvalidPullSecret(
+            PullSecretProblem.BAD_JSON, ".dockerconfigjson must be a JSON object"
+        )
+    for name, value in document:
+        folded = name.casefold()
+        if folded == "auths":
+            if value is None:
+                entries.clear()  # Go sets the map to nil on null
+            else:
+                _merge_auths(entries, value, '"auths"')
+        elif folded == "httpheaders":
+            _check_http_headers(value)
     return from_entries(fmt, entries)
+
+
+def _merge_auths(entries: dict[str, Mapping[str, Any]], value: object, where: str) -> None:
+    """Decode an auths map into ``entries`` (Go decodes into the existing map: members of a
+    repeated ``auths`` merge, and every entry is decoded even if a later one replaces it)."""
+    if value is None:
+        return
+    if not isinstance(value, _Object):
+        raise InvalidPullSecret(PullSecretProblem.BAD_JSON, f"{where} must be a JSON object")
+    for key, entry in value:
+        entries[key] = _checked_entry(key, entry)
 
 
 def _checked_entry(key: str, entry: object) -> Mapping[str, Any]:
     if entry is None:
         return {}
-    if not isinstance(entry, dict):
+    if not isinstance(entry, _Object):
         raise InvalidPullSecret(PullSecretProblem.BAD_JSON, f"entry {key!r} must be a JSON object")
-    for name in ("username", "password", "email", "auth"):
-        value = _field(entry, name)
-        if value is not None and not isinstance(value, str):
-            raise InvalidPullSecret(
-                PullSecretProblem.BAD_JSON, f"entry {key!r}: field {name!r} must be a string"
-            )
-    auth = _field(entry, "auth")
-    if auth:
-        _check_auth_field(key, auth)
-    return entry
+    fields: dict[str, Any] = {}
+    for name, value in entry:
+        folded = name.casefold()
+        if folded in ("username", "password", "email", "auth"):
+            if value is not None and not isinstance(value, str):
+                raise InvalidPullSecret(
+                    PullSecretProblem.BAD_JSON, f"entry {key!r}: field {folded!r} must be a string"
+                )
+            if value is not None:
+                fields[folded] = value
+    if fields.get("auth"):
+        _check_auth_field(key, fields["auth"])
+    plain: Mapping[str, Any] = _plain(entry)
+    return plain
 
 
-def _field(document: Mapping[str, Any], name: str) -> Any:
-    """Go's encoding/json matches struct fields case-insensitively; the last match wins."""
-    found = None
-    for key, value in document.items():
-        if key.lower() == name:
-            found = value
-    return found
+def _plain(value: Any) -> Any:
+    """Back to ordinary dicts (last duplicate wins) for re-serialising copies."""
+    if isinstance(value, _Object):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _check_http_headers(document: Mapping[str, Any]) -> None:
-    headers = _field(document, "httpheaders")
+def _check_http_headers(headers: object) -> None:
     if headers is None:
         return
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+    if not isinstance(headers, _Object) or not all(
+        v is None or isinstance(v, str) for _, v in headers
+    ):
         raise InvalidPullSecret(
             PullSecretProblem.BAD_JSON, '"HttpHeaders" must map header names to strings'
         )

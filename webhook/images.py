@@ -61,7 +61,8 @@ class ImageRef:
     """A normalised image reference: what the runtime pulls and the kubelet looks up."""
 
     domain: str
-    """Registry host and optional port, e.g. ``docker.io`` or ``registry.example.com:5000``."""
+    """Registry host and optional port, e.g. ``docker.io`` or ``registry.example.com:5000``;
+    empty in the rare case upstream parses a name without one (``foo_bar.com/x``)."""
     path: str
     """Repository path inside the registry, e.g. ``library/nginx`` (never starts with ``/``)."""
     tag: str | None = None
@@ -72,7 +73,7 @@ class ImageRef:
     @property
     def repository(self) -> str:
         """``domain/path``: exactly the string the kubelet passes to its credential keyring."""
-        return f"{self.domain}/{self.path}"
+        return f"{self.domain}/{self.path}" if self.domain else self.path
 
     @property
     def familiar(self) -> str:
@@ -147,9 +148,11 @@ def _parse_full(original: str, full: str) -> ImageRef | str:
         return f"invalid image {original!r}: {_describe_format_error(full)}"
     name, tag, digest = match.group(1), match.group(2), match.group(3)
     name_match = _ANCHORED_NAME_RE.fullmatch(name)
-    if name_match is None or name_match.group(1) is None:  # pragma: no cover - grammar guarantees
-        return f"invalid image {original!r}: no registry domain"
-    domain, path = name_match.group(1), name_match.group(2)
+    if name_match is None:  # pragma: no cover - the reference grammar guarantees a name
+        return f"invalid image {original!r}: no repository name"
+    # A host the grammar cannot take as a domain (``foo_bar.com``) parses, as upstream, as
+    # the first path component of a domain-less name: the kubelet looks up ``foo_bar.com/x``.
+    domain, path = name_match.group(1) or "", name_match.group(2)
     if len(path) > NAME_TOTAL_LENGTH_MAX:
         return (
             f"invalid image {original!r}: repository path is {len(path)} characters, "

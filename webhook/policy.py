@@ -363,6 +363,14 @@ class _Checker:
             return None
         normalized = normalize_key(value)
         parsed = parse_schemeless(normalized) if normalized is not None else None
+        host = value.split("://", 1)[-1].split("/", 1)[0]
+        if normalized is None and "[" in host and not host.startswith("["):
+            self.error(
+                path,
+                f"{value!r}: brackets may only enclose an IPv6 address; the kubelet skips "
+                "keys with character classes, so use '*' instead",
+            )
+            return None
         if normalized is None or parsed is None or not all(parsed.labels):
             self.error(path, f"{value!r} is not a registry pattern (host[:port][/path])")
             return None

@@ -19,6 +19,7 @@ string would mean as a key in a pull secret.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,8 +41,6 @@ __all__ = [
 ]
 
 DEFAULT_REGISTRY_KEY = "index.docker.io"
-
-_HOST_CHARS_REJECTED = frozenset(" \t\r\n%{}|\\^`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,35 +80,95 @@ def _normalize_key_cached(key: str) -> str | None:
 
 
 def _go_url_parse(url: str) -> tuple[str, str] | None:
-    """(host, unescaped path) of an absolute http(s) URL, or None where Go's parser errs."""
+    """(host, unescaped path) of an absolute http(s) URL, or None where Go's ``url.Parse``
+    (Go 1.26, which the kubelet is built with) returns an error and the key is skipped."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         return None
-    rest = url.split("://", 1)[1]
-    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    rest, _, fragment = url.split("://", 1)[1].partition("#")
+    if _unescape(fragment) is None:
+        return None
+    rest = rest.split("?", 1)[0]
     authority, slash, path = rest.partition("/")
-    path = slash + path
-    host = authority.rpartition("@")[2]
-    if any(c in _HOST_CHARS_REJECTED for c in host):
+    userinfo, at, host_port = authority.rpartition("@")
+    if at and not _valid_userinfo(userinfo):
         return None
+    host = _parse_host(host_port)
+    decoded_path = _unescape(slash + path)
+    if host is None or decoded_path is None:
+        return None
+    return host, decoded_path
+
+
+_HOST_ALLOWED = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~!$&'()*+,;=:[]<>\""
+)
+_USERINFO_ALLOWED = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:~!$&'()*+,;=%@"
+)
+
+
+def _valid_userinfo(userinfo: str) -> bool:
+    ascii_ok = all(c in _USERINFO_ALLOWED or ord(c) >= 0x80 for c in userinfo)
+    return ascii_ok and _unescape(userinfo) is not None
+
+
+def _parse_host(host: str) -> str | None:
+    """Go's ``parseHost``: IP-literals must hold a real IPv6 address; other hosts may not
+    contain brackets, more than one colon, or %-escapes of ASCII bytes."""
     if host.startswith("["):
-        close = host.find("]")
-        if close < 0:
+        close = host.rfind("]")
+        if close < 0 or not _valid_optional_port(host[close + 1 :]):
             return None
-        after = host[close + 1 :]
-        if after and not ((after.startswith(":") and after[1:].isdigit()) or after == ":"):
+        literal, _, zone = host[1:close].partition("%25")
+        try:
+            address = ipaddress.ip_address(literal)
+        except ValueError:
             return None
-    elif ":" in host:
-        port = host.rpartition(":")[2]
-        if port and not (port.isascii() and port.isdigit()):
+        if address.version != 6 or (zone and _unescape(zone) is None):
             return None
-    if "%" in path and not _valid_escapes(path):
+        zone_part = "%" + str(_unescape(zone)) if zone else ""
+        return host[: 1 + len(literal)] + zone_part + host[close:]
+    if "[" in host or "]" in host or host.count(":") > 1:
         return None
-    return host, unquote(path)
+    colon = host.rfind(":")
+    if colon >= 0 and not _valid_optional_port(host[colon:]):
+        return None
+    return _unescape_host(host)
 
 
-def _valid_escapes(text: str) -> bool:
-    """Every ``%`` starts a two-hex-digit escape, as Go's ``unescape`` requires."""
-    return all(re.fullmatch(r"[0-9a-fA-F]{2}", part[:2]) for part in text.split("%")[1:])
+def _valid_optional_port(port: str) -> bool:
+    return port == "" or (port[0] == ":" and all(c in "0123456789" for c in port[1:]))
+
+
+def _unescape_host(host: str) -> str | None:
+    out = bytearray()
+    i = 0
+    while i < len(host):
+        char = host[i]
+        if char == "%":
+            pair = host[i + 1 : i + 3]
+            if len(pair) < 2 or not all(c in "0123456789abcdefABCDEF" for c in pair):
+                return None
+            value = int(pair, 16)
+            if value < 0x80:  # in a host, %-encoding is only for non-ASCII bytes
+                return None
+            out.append(value)
+            i += 3
+            continue
+        if ord(char) < 0x80 and char not in _HOST_ALLOWED:
+            return None
+        out.extend(char.encode())
+        i += 1
+    return out.decode(errors="surrogateescape")
+
+
+def _unescape(text: str) -> str | None:
+    """Percent-decoding that fails on a malformed escape, like Go's ``unescape``."""
+    if "%" not in text:
+        return text
+    if not all(re.fullmatch(r"[0-9a-fA-F]{2}", part[:2]) for part in text.split("%")[1:]):
+        return None
+    return unquote(text, errors="surrogateescape")
 
 
 def parse_schemeless(url: str) -> ParsedURL | None:

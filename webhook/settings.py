@@ -83,6 +83,8 @@ class Settings:
     """MutatingWebhookConfiguration whose caBundle the self-managed mode keeps current."""
     service_name: str = ""
     """Webhook Service name: the serving certificate covers its DNS names."""
+    cert_check_seconds: int = 60
+    """How often the elected controller checks certificates (renewal, caBundle, forced)."""
     cert_validity_days: int = 90
     """Serving certificate lifetime; renewed at two thirds of it."""
     ca_validity_days: int = 3650

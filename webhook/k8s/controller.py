@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,15 +53,16 @@ class Controller:
             settings.lease_name,
             identity,
             duration=settings.lease_duration_seconds,
-            on_elected=self.state.changed.set,
+            on_elected=self._elected,
         )
         self.accounts: dict[tuple[str, str], ServiceAccountState] = {}
         self._accounts_reflector: Reflector | None = None
         self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="writer")
         self._stop = threading.Event()
+        self._periodic_now = threading.Event()
         self._reported: set[tuple[str, str, str]] = set()
-        self.extra_tasks: list[Any] = []
-        """Callables run on each leader pass (certificate management hooks in here)."""
+        self.periodic: list[Callable[[], None]] = []
+        """Run by the leader every ``cert_check_seconds`` (certificate management)."""
         self.last_pass: Counter[str] = Counter()
         self.passes = 0
 
@@ -71,10 +73,12 @@ class Controller:
         self.state.start()
         self.elector.start()
         threading.Thread(target=self._loop, name="reconcile", daemon=True).start()
+        threading.Thread(target=self._periodic_loop, name="periodic", daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._periodic_now.set()
         self.state.changed.set()
         self.elector.stop(release=True)
         if self._accounts_reflector is not None:
@@ -106,6 +110,19 @@ class Controller:
                 self._stop.wait(1.0)
                 self.state.changed.set()
 
+    def _elected(self) -> None:
+        """Work seen while following was skipped: reconcile and check certificates now."""
+        self.state.changed.set()
+        self._periodic_now.set()
+
+    def _periodic_loop(self) -> None:
+        while not self._stop.is_set():
+            self._periodic_now.wait(self.settings.cert_check_seconds)
+            self._periodic_now.clear()
+            if self.elector.is_leader and not self._stop.is_set():
+                for task in self.periodic:
+                    task()
+
     def reconcile_once(self) -> Counter[str]:
         policy = self.state.policy()
         if policy is None:
@@ -128,8 +145,6 @@ class Controller:
             actions,
         ):
             outcomes[outcome] += 1
-        for task in self.extra_tasks:
-            task()
         self._update_ledger(policy, self.state.store)
         self.last_pass = outcomes
         self.passes += 1
@@ -220,7 +235,7 @@ def run(settings: Settings) -> int:
     controller = Controller(settings, metrics, api, identity)
     task = certificate_task(settings, api)
     if task is not None:
-        controller.extra_tasks.append(task)
+        controller.periodic.append(task)
     done = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
