@@ -5,9 +5,10 @@ A rule's patterns behave exactly as the same strings would as keys in a pull sec
 rule without ``registries`` uses its secrets' own ``auths`` keys as patterns.
 
 Scanning 1,000 rules per image would cost milliseconds, so patterns are bucketed by what a
-match requires anyway (same port, same number of host labels) and by the last host label
-when it is literal (a TLD glob like ``prefix.docker.*`` goes to a wildcard bucket); only a
-bucket's few candidates are checked, and answers are memoised per repository.
+match requires anyway (same port, same number of host labels) and by their first and last
+host labels where those are literal (a glob there stands in as a wildcard, so an image is
+looked up in at most four buckets); only a bucket's few candidates are checked, and answers
+are memoised per repository.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from webhook.clusterview import ClusterView
 from webhook.policy import Policy, Rule
 from webhook.registry import (
     DEFAULT_REGISTRY_KEY,
+    BucketKey,
     ParsedURL,
+    bucket_key,
+    candidate_buckets,
     is_default_registry_match,
     normalize_key,
     parse_schemeless,
@@ -32,7 +36,6 @@ from webhook.registry import (
 __all__ = ["RuleIndex", "RuleMatch"]
 
 Via = Literal["registries", "auths"]
-_GLOB_CHARS = frozenset("*?[\\")
 _CACHE_LIMIT = 4096
 
 
@@ -53,9 +56,6 @@ class _Entry:
     parsed: ParsedURL
 
 
-BucketKey = tuple[str, int, str | None]
-
-
 class RuleIndex:
     """Immutable index of one policy against one state of the source secrets."""
 
@@ -73,7 +73,7 @@ class RuleIndex:
                     continue
                 if normalized == DEFAULT_REGISTRY_KEY:
                     self._hub_fallback.append(position)
-                self._buckets[_bucket_key(parsed)].append(_Entry(position, normalized, parsed))
+                self._buckets[bucket_key(parsed)].append(_Entry(position, normalized, parsed))
         self._memo: dict[str, tuple[RuleMatch, ...]] = {}
         self._memo_lock = threading.Lock()
 
@@ -94,7 +94,7 @@ class RuleIndex:
         if target is None:
             return ()
         found: dict[int, list[str]] = defaultdict(list)
-        for key in _candidate_buckets(target):
+        for key in candidate_buckets(target):
             for entry in self._buckets.get(key, ()):
                 if patterns_match(entry.parsed, target):
                     found[entry.rule_position].append(entry.normalized)
@@ -118,16 +118,3 @@ def _auths_keys(rule: Rule, view: ClusterView) -> Sequence[str]:
         if source is not None and source.config is not None:
             keys.extend(source.config.keys)
     return keys
-
-
-def _bucket_key(parsed: ParsedURL) -> BucketKey:
-    last = parsed.labels[-1]
-    literal = None if any(c in _GLOB_CHARS for c in last) else last
-    return (parsed.port, len(parsed.labels), literal)
-
-
-def _candidate_buckets(target: ParsedURL) -> tuple[BucketKey, BucketKey]:
-    return (
-        (target.port, len(target.labels), target.labels[-1]),
-        (target.port, len(target.labels), None),
-    )

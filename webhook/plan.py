@@ -28,7 +28,7 @@ from webhook.copies import CopySpec, desired_copies, namespace_labels_or_default
 from webhook.images import InvalidImageReference, parse_image
 from webhook.matcher import RuleIndex, RuleMatch
 from webhook.policy import Policy, Rule, SecretRef
-from webhook.registry import glob_match, lookup
+from webhook.registry import Keyring, glob_match
 
 __all__ = [
     "AdmissionRequest",
@@ -123,30 +123,29 @@ class _Context:
 
     policy: Policy
     view: ClusterView
+    derived: _Derived
     namespace: str
     namespace_known: bool
-    copies: Mapping[str, CopySpec]
-    """Every copy the namespace should hold (its rule names say which rules apply here)."""
+    scope: _Scope
     warnings: list[str] = field(default_factory=list)
-    ensure: dict[str, CopySpec] = field(default_factory=dict)
+    wanted: dict[str, CopySpec] = field(default_factory=dict)
+    """Copies the injected names need in this namespace (checked against targets at the end)."""
     injections: list[Injection] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, policy: Policy, view: ClusterView, namespace: str) -> _Context:
         labels, known = namespace_labels_or_default(view, namespace)
-        return cls(policy, view, namespace, known, _copies_for(policy, namespace, labels, view))
+        derived = _derived(policy, view)
+        scope = derived.scope(namespace, labels)
+        return cls(policy, view, derived, namespace, known, scope)
 
     @property
-    def applicable_rules(self) -> list[str]:
-        return list(dict.fromkeys(rule for spec in self.copies.values() for rule in spec.rules))
+    def copies(self) -> Mapping[str, CopySpec]:
+        return self.scope.copies
 
     def warn(self, message: str) -> None:
-        text = WARNING_PREFIX + message
-        if len(text) > MAX_WARNING_LENGTH:
-            text = text[: MAX_WARNING_LENGTH - 1] + "…"
-        if text not in self.warnings and len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(text)
+        _add_warning(self.warnings, message)
 
     def result(
         self,
@@ -154,18 +153,43 @@ class _Context:
         added: Sequence[str],
         reason: str,
         images: Sequence[ImageDecision] = (),
-        ensure: Sequence[CopySpec] | None = None,
-    ) -> Plan:
-        return Plan(
-            namespace=self.namespace,
+    ) -> _Decided:
+        """Everything decided from the object and the policy; targets are looked at later."""
+        return _Decided(
             ops=ops,
             warnings=tuple(self.warnings),
-            copies=tuple(self.ensure.values()) if ensure is None else tuple(ensure),
+            wanted=tuple(self.wanted.values()),
             injections=tuple(i for i in self.injections if i.secret in added),
             images=tuple(images),
             deny=_deny_message(self.deny),
-            namespace_known=self.namespace_known,
             reason=reason,
+        )
+
+    def finish(self, decided: _Decided, ensure_only: Sequence[str] | None = None) -> Plan:
+        """Check the wanted copies against what the namespace holds right now."""
+        warnings = list(decided.warnings)
+        ensure: list[CopySpec] = []
+        for spec in decided.wanted:
+            target = self.view.target_secret(self.namespace, spec.name)
+            if target is None:
+                if ensure_only is None or spec.name in ensure_only:
+                    ensure.append(spec)  # missing: create it before the pod pulls
+            elif not target.managed:
+                _add_warning(
+                    warnings,
+                    f"Secret {spec.name} in {self.namespace} is not managed by "
+                    "pullsecret-injector; injected by name, its content is left untouched",
+                )
+        return Plan(
+            namespace=self.namespace,
+            ops=decided.ops,
+            warnings=tuple(warnings),
+            copies=tuple(ensure),
+            injections=decided.injections,
+            images=decided.images,
+            deny=decided.deny,
+            namespace_known=self.namespace_known,
+            reason=decided.reason,
         )
 
     # -- images ---------------------------------------------------------------------------
@@ -173,8 +197,8 @@ class _Context:
     def decide_images(
         self, spec: Mapping[str, Any], fields: Sequence[str], only: frozenset[str] | None = None
     ) -> list[ImageDecision]:
-        match = _derived(self.policy, self.view).index.match
-        applicable = frozenset(self.applicable_rules)
+        match = self.derived.index.match
+        applicable = self.scope.applicable
         decisions: list[ImageDecision] = []
         for field_name in fields:
             for position, container in enumerate(_list(spec.get(field_name))):
@@ -242,14 +266,7 @@ class _Context:
             )
             return False
         if not spec.is_source_itself:
-            target = self.view.target_secret(self.namespace, ref.target_name)
-            if target is None:
-                self.ensure[spec.name] = spec  # missing: create it before the pod pulls
-            elif not target.managed:
-                self.warn(
-                    f"Secret {ref.target_name} in {self.namespace} is not managed by "
-                    "pullsecret-injector; injected by name, its content is left untouched"
-                )
+            self.wanted[spec.name] = spec
         return True
 
     def cross_check(self, decisions: list[ImageDecision]) -> list[ImageDecision]:
@@ -258,18 +275,14 @@ class _Context:
         All of a pod's pull secrets share one keyring, so keys are looked up together (a key
         in one secret can block another's Docker Hub fallback, exactly as on the node).
         """
-        keys_by_secret = {
-            secret: _effective_keys(self.copies[secret], self.view)
-            for decision in decisions
-            for secret in decision.secrets
-        }
-        all_keys = [key for keys in keys_by_secret.values() for key in keys]
+        secrets = tuple(dict.fromkeys(s for decision in decisions for s in decision.secrets))
+        keyring, keys_by_secret = self.derived.keyring(self.scope, secrets)
         checked: list[ImageDecision] = []
         for decision in decisions:
             if decision.repository is None or not decision.secrets:
                 checked.append(decision)
                 continue
-            used = tuple(dict.fromkeys(lookup(all_keys, decision.repository)))
+            used = tuple(dict.fromkeys(keyring.lookup(decision.repository)))
             checked.append(replace(decision, kubelet_keys=used))
             for rule_match in decision.matches:
                 rule_secrets = [s.target_name for s in rule_match.rule.secrets]
@@ -291,11 +304,15 @@ def plan(policy: Policy, request: AdmissionRequest, view: ClusterView) -> Plan:
     if not namespace:
         return Plan(namespace="", reason="skipped: no namespace in request or object")
     if request.kind == "Pod" and request.sub_resource == "ephemeralcontainers":
-        return _plan_ephemeral(_Context.start(policy, view, namespace), obj, request.old_object)
+        ctx = _Context.start(policy, view, namespace)
+        decided, existing = _plan_ephemeral(ctx, obj, request.old_object)
+        return ctx.finish(decided, ensure_only=existing)
     if request.kind == "Pod" and request.sub_resource == "" and request.operation == "CREATE":
-        return _plan_pod(_Context.start(policy, view, namespace), obj)
+        ctx = _Context.start(policy, view, namespace)
+        return ctx.finish(_plan_pod_memoised(ctx, obj))
     if request.kind == "ServiceAccount" and request.operation == "CREATE":
-        return _plan_service_account(_Context.start(policy, view, namespace), obj)
+        ctx = _Context.start(policy, view, namespace)
+        return ctx.finish(_plan_service_account(ctx, obj))
     return Plan(
         namespace=namespace,
         reason=f"skipped: {request.kind} {request.operation} {request.sub_resource}".strip(),
@@ -305,7 +322,47 @@ def plan(policy: Policy, request: AdmissionRequest, view: ClusterView) -> Plan:
 # -- pods -----------------------------------------------------------------------------------
 
 
-def _plan_pod(ctx: _Context, pod: Mapping[str, Any]) -> Plan:
+def _plan_pod_memoised(ctx: _Context, pod: Mapping[str, Any]) -> _Decided:
+    """Pods of one workload repeat the same decision: key it on what it depends on."""
+    spec = _mapping(pod.get("spec"))
+    key = _pod_signature(ctx, spec)
+    if key is None:
+        return _plan_pod(ctx, pod)
+    memo = ctx.derived.pods
+    decided = memo.get(key)
+    if decided is None:
+        decided = _plan_pod(ctx, pod)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = decided
+    return decided
+
+
+def _pod_signature(ctx: _Context, spec: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Everything ``_plan_pod`` reads, or None when the object is too odd to key on."""
+    containers: list[tuple[str, object, object]] = []
+    for field_name in CONTAINER_FIELDS:
+        value = spec.get(field_name)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            return None
+        for container in value:
+            if not isinstance(container, Mapping):
+                return None
+            image, name = container.get("image"), container.get("name", "")
+            if not isinstance(image, str) or not isinstance(name, str):
+                return None
+            containers.append((field_name, name, image))
+    pull_secrets = spec.get("imagePullSecrets")
+    if pull_secrets is not None and not isinstance(pull_secrets, list):
+        return None
+    existing = tuple(_existing_names(pull_secrets)) if pull_secrets is not None else None
+    shape = None if pull_secrets is None else len(pull_secrets)
+    return (ctx.scope.key, tuple(containers), existing, shape)
+
+
+def _plan_pod(ctx: _Context, pod: Mapping[str, Any]) -> _Decided:
     spec = _mapping(pod.get("spec"))
     images = ctx.decide_images(spec, CONTAINER_FIELDS)
     existing = _existing_names(spec.get("imagePullSecrets"))
@@ -330,7 +387,7 @@ def _effective_keys(spec: CopySpec, view: ClusterView) -> tuple[str, ...]:
 
 def _plan_ephemeral(
     ctx: _Context, pod: Mapping[str, Any], old_pod: Mapping[str, Any] | None
-) -> Plan:
+) -> tuple[_Decided, list[str]]:
     """Pull secrets of a running pod cannot change: say what is missing, and how to fix it."""
     spec = _mapping(pod.get("spec"))
     old_spec = _mapping(_mapping(old_pod).get("spec"))
@@ -350,21 +407,20 @@ def _plan_ephemeral(
                 f"{', '.join(missing)}, which this running pod lacks and cannot gain; "
                 "recreate the pod to pull it"
             )
-    ensure = [spec_ for name, spec_ in ctx.ensure.items() if name in existing]
     reason = f"ephemeral containers {sorted(new_names)}: warnings only"
-    return ctx.result((), (), reason, images, ensure=ensure)
+    return ctx.result((), (), reason, images), existing
 
 
 # -- service accounts --------------------------------------------------------------------
 
 
-def _plan_service_account(ctx: _Context, account: Mapping[str, Any]) -> Plan:
+def _plan_service_account(ctx: _Context, account: Mapping[str, Any]) -> _Decided:
     """Like ``secrets link <sa> <secret> --for=pull``, at creation."""
     name = str(_mapping(account.get("metadata")).get("name") or "")
     if not name:
         return ctx.result((), (), "serviceaccount without a name: skipped")
     wanted: list[str] = []
-    for rule_name in ctx.applicable_rules:
+    for rule_name in ctx.scope.ordered_rules:
         rule = ctx.policy.rule(rule_name)
         if any(glob_match(pattern, name) for pattern in rule.service_accounts.names):
             for ref in rule.secrets:
@@ -382,36 +438,80 @@ def _plan_service_account(ctx: _Context, account: Mapping[str, Any]) -> Plan:
 # -- shared helpers ---------------------------------------------------------------------------
 
 
-def _copies_for(
-    policy: Policy, namespace: str, labels: Mapping[str, str], view: ClusterView
-) -> Mapping[str, CopySpec]:
-    """``desired_copies``, memoised per namespace and labels for the current policy/sources.
-
-    (Every rule that applies here wants at least one copy, so the specs' rule names also say
-    which rules apply.)
-    """
-    memo = _derived(policy, view).copies
-    key = (namespace, tuple(sorted(labels.items())))
-    cached = memo.get(key)
-    if cached is None:
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        cached = memo[key] = desired_copies(policy, namespace, labels, view)
-    return cached
-
-
 _MEMO_LIMIT = 8192
 
 
 @dataclass(frozen=True)
+class _Scope:
+    """What the policy means in one namespace (for its current labels)."""
+
+    key: tuple[str, tuple[tuple[str, str], ...]]
+    """(namespace, sorted labels): identifies the scope in other caches."""
+    copies: Mapping[str, CopySpec]
+    """Every copy the namespace should hold; each applicable rule wants at least one."""
+    applicable: frozenset[str]
+    ordered_rules: tuple[str, ...]
+    """Applicable rules in policy order."""
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A decision before the namespace's current Secrets are looked at (memoisable)."""
+
+    ops: tuple[JsonPatchOp, ...]
+    warnings: tuple[str, ...]
+    wanted: tuple[CopySpec, ...]
+    injections: tuple[Injection, ...]
+    images: tuple[ImageDecision, ...]
+    deny: str | None
+    reason: str
+
+
+_KeyringEntry = tuple[Keyring, dict[str, tuple[str, ...]]]
+"""A merged keyring and the keys each secret contributes to it."""
+
+
+@dataclass(frozen=True)
 class _Derived:
-    """State derived from one policy and one version of the source secrets."""
+    """State derived from one policy and one version of the source secrets.
+
+    Caches here are valid exactly as long as that pair: a new policy or any change to a
+    source secret builds a new ``_Derived`` and the old caches are dropped whole.
+    """
 
     policy: Policy
     view: ClusterView
     sources_version: int
     index: RuleIndex
-    copies: dict[tuple[str, tuple[tuple[str, str], ...]], Mapping[str, CopySpec]]
+    scopes: dict[tuple[str, tuple[tuple[str, str], ...]], _Scope] = field(default_factory=dict)
+    keyrings: dict[tuple[Any, tuple[str, ...]], _KeyringEntry] = field(default_factory=dict)
+    pods: dict[tuple[Any, ...], _Decided] = field(default_factory=dict)
+
+    def scope(self, namespace: str, labels: Mapping[str, str]) -> _Scope:
+        key = (namespace, tuple(sorted(labels.items())))
+        cached = self.scopes.get(key)
+        if cached is None:
+            copies = desired_copies(self.policy, namespace, labels, self.view)
+            rules = tuple(dict.fromkeys(r for spec in copies.values() for r in spec.rules))
+            order = {rule.name: position for position, rule in enumerate(self.policy.rules)}
+            ordered = tuple(sorted(rules, key=order.__getitem__))
+            cached = _Scope(key, copies, frozenset(rules), ordered)
+            if len(self.scopes) >= _MEMO_LIMIT:
+                self.scopes.clear()
+            self.scopes[key] = cached
+        return cached
+
+    def keyring(self, scope: _Scope, secrets: tuple[str, ...]) -> _KeyringEntry:
+        """One keyring per set of injected secrets: the kubelet merges a pod's secrets."""
+        key = (scope.key, secrets)
+        cached = self.keyrings.get(key)
+        if cached is None:
+            keys = {s: _effective_keys(scope.copies[s], self.view) for s in secrets}
+            cached = (Keyring(k for ks in keys.values() for k in ks), keys)
+            if len(self.keyrings) >= _MEMO_LIMIT:
+                self.keyrings.clear()
+            self.keyrings[key] = cached
+        return cached
 
 
 _derived_lock = threading.Lock()
@@ -430,10 +530,18 @@ def _derived(policy: Policy, view: ClusterView) -> _Derived:
         and current.sources_version == version
     ):
         return current
-    fresh = _Derived(policy, view, version, RuleIndex(policy, view), {})
+    fresh = _Derived(policy, view, version, RuleIndex(policy, view))
     with _derived_lock:
         _last_derived = fresh
     return fresh
+
+
+def _add_warning(warnings: list[str], message: str) -> None:
+    text = WARNING_PREFIX + message
+    if len(text) > MAX_WARNING_LENGTH:
+        text = text[: MAX_WARNING_LENGTH - 1] + "…"
+    if text not in warnings and len(warnings) < MAX_WARNINGS:
+        warnings.append(text)
 
 
 def _existing_names(value: object) -> list[str]:

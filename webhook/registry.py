@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -30,7 +30,10 @@ from urllib.parse import unquote
 
 __all__ = [
     "DEFAULT_REGISTRY_KEY",
+    "Keyring",
     "ParsedURL",
+    "bucket_key",
+    "candidate_buckets",
     "glob_match",
     "is_default_registry_match",
     "lookup",
@@ -82,7 +85,7 @@ def _normalize_key_cached(key: str) -> str | None:
 def _go_url_parse(url: str) -> tuple[str, str] | None:
     """(host, unescaped path) of an absolute http(s) URL, or None where Go's ``url.Parse``
     (Go 1.26, which the kubelet is built with) returns an error and the key is skipped."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    if _CONTROL_RE.search(url):
         return None
     rest, _, fragment = url.split("://", 1)[1].partition("#")
     if _unescape(fragment) is None:
@@ -99,6 +102,8 @@ def _go_url_parse(url: str) -> tuple[str, str] | None:
     return host, decoded_path
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN_HOST_RE = re.compile(r"[A-Za-z0-9.\-_:*]*")
 _HOST_ALLOWED = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~!$&'()*+,;=:[]<>\""
 )
@@ -141,6 +146,8 @@ def _valid_optional_port(port: str) -> bool:
 
 
 def _unescape_host(host: str) -> str | None:
+    if _PLAIN_HOST_RE.fullmatch(host):
+        return host  # the common case: nothing to check character by character
     out = bytearray()
     i = 0
     while i < len(host):
@@ -349,6 +356,66 @@ def is_default_registry_match(repository: str) -> bool:
     return "." not in first and ":" not in first
 
 
+BucketKey = tuple[str, int, str | None, str | None]
+"""(port, number of host labels, first label if literal, last label if literal)."""
+
+_GLOB_CHARS = frozenset("*?[\\")
+
+
+def _literal(label: str) -> str | None:
+    return None if any(c in _GLOB_CHARS for c in label) else label
+
+
+def bucket_key(pattern: ParsedURL) -> BucketKey:
+    """Where an index keeps ``pattern``: only patterns in a target's ``candidate_buckets``
+    can match it (same port, same label count, equal literal first/last labels)."""
+    labels = pattern.labels
+    return (pattern.port, len(labels), _literal(labels[0]), _literal(labels[-1]))
+
+
+def candidate_buckets(target: ParsedURL) -> tuple[BucketKey, ...]:
+    """The four buckets a pattern matching ``target`` can be in (a glob label is None)."""
+    port, count = target.port, len(target.labels)
+    first, last = target.labels[0], target.labels[-1]
+    return (
+        (port, count, first, last),
+        (port, count, first, None),
+        (port, count, None, last),
+        (port, count, None, None),
+    )
+
+
+class Keyring:
+    """The kubelet's keyring over a fixed set of keys, indexed for repeated lookups.
+
+    Built once per set of pull secrets, it answers ``lookup`` without comparing the
+    repository against every key (a secret may hold hundreds).
+    """
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._groups = normalized_keys(keys)
+        self._buckets: dict[BucketKey, list[tuple[str, ParsedURL]]] = {}
+        for normalized in self._groups:
+            parsed = parse_schemeless(normalized)
+            if parsed is not None:
+                self._buckets.setdefault(bucket_key(parsed), []).append((normalized, parsed))
+
+    def lookup(self, repository: str) -> list[str]:
+        """Original keys the kubelet would use for ``repository``, in its order."""
+        target = parse_schemeless(repository)
+        matched: set[str] = set()
+        if target is not None:
+            for key in candidate_buckets(target):
+                for normalized, parsed in self._buckets.get(key, ()):
+                    if patterns_match(parsed, target):
+                        matched.add(normalized)
+        if matched:
+            return [raw for norm in sorted(matched, reverse=True) for raw in self._groups[norm]]
+        if is_default_registry_match(repository):
+            return list(self._groups.get(DEFAULT_REGISTRY_KEY, ()))
+        return []
+
+
 def lookup(keys: Sequence[str], repository: str) -> list[str]:
     """Which of ``keys`` the kubelet would use for ``repository``, in the kubelet's order.
 
@@ -358,24 +425,7 @@ def lookup(keys: Sequence[str], repository: str) -> list[str]:
     same string keep their input order. ``repository`` must already be normalised
     (``ImageRef.repository``).
     """
-    return lookup_grouped(normalized_keys(keys), repository)
-
-
-def lookup_grouped(by_normalized: Mapping[str, Sequence[str]], repository: str) -> list[str]:
-    """``lookup`` over keys already grouped by ``normalized_keys`` (callers that index keys
-    once and look up many repositories skip re-normalising)."""
-    target = parse_schemeless(repository)
-    matched: list[str] = []
-    if target is not None:
-        for normalized in sorted(by_normalized, reverse=True):
-            glob_url = parse_schemeless(normalized)
-            if glob_url is not None and patterns_match(glob_url, target):
-                matched.extend(by_normalized[normalized])
-    if matched:
-        return matched
-    if is_default_registry_match(repository):
-        return list(by_normalized.get(DEFAULT_REGISTRY_KEY, ()))
-    return []
+    return Keyring(keys).lookup(repository)
 
 
 def normalized_keys(keys: Iterable[str]) -> dict[str, list[str]]:
