@@ -267,7 +267,11 @@ class WebhookServer:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        wait_until(self.ready, "webhook /readyz", timeout=timeout)
+        try:
+            wait_until(self.ready, "webhook /readyz", timeout=timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -476,7 +480,11 @@ class ControllerProcess:
         )
         log.close()
         if wait_ready:
-            wait_until(self.ready, f"controller {self.identity} ready", timeout=60)
+            try:
+                wait_until(self.ready, f"controller {self.identity} ready", timeout=60)
+            except BaseException:
+                self.stop()
+                raise
 
     def ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

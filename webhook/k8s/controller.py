@@ -130,8 +130,6 @@ class Controller:
         # Names recorded in the Lease (from earlier policies, maybe from before a restart)
         # must be watched and synced before deciding, or their leftovers would be forgotten.
         self.state.set_extra_target_names(frozenset(self.elector.ledger))
-        if not self.readiness()[0]:
-            return Counter()  # the new watches will set `changed` once they have listed
         started = time.monotonic()
         actions = reconcile(
             policy, self.state.store, list(self.accounts.values()), self.elector.ledger
@@ -174,7 +172,10 @@ class Controller:
     def _update_ledger(self, policy: Policy, store: ClusterStore) -> None:
         """Remember managed names until no copy of an old one is left, then forget it."""
         names = set(policy.managed_names())
+        # A name stays while copies of it are left, or while we cannot see (its watch has
+        # not listed: just added, or forbidden by RBAC): forgetting it would orphan copies.
         leftovers = {t.name for t in store.targets() if t.managed}
+        leftovers |= self.state.unsynced_target_names()
         self.elector.ledger = names | (self.elector.ledger & leftovers)
         # Keep watching every name in the ledger, including the policy's own: if a rule is
         # removed, its copies must still be visible to be cleaned up.

@@ -70,6 +70,7 @@ class LiveState:
         self.changed = threading.Event()
         """Set after any change to the policy or the view (the controller waits on it)."""
         self._extra_target_names: frozenset[str] = frozenset()
+        self._ready_once = False
         self._file_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -132,8 +133,16 @@ class LiveState:
         return self._policy
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready once a policy is in force and every watch has listed once.
+
+        After that, a watch that cannot sync (a live policy edit naming a namespace or a
+        copy name the RBAC does not cover, say) degrades only what it feeds: it is logged
+        and counted, but does not take every replica out of service.
+        """
         if self._policy is None:
             return False, self._policy_error
+        if self._ready_once:
+            return True, ""
         with self._lock:
             reflectors = [*self._static, *self._sources.values(), *self._targets.values()]
         pending = [r.name for r in reflectors if not r.synced.is_set()]
@@ -142,7 +151,21 @@ class LiveState:
             return False, f"waiting for {', '.join(pending)}" + (
                 f" ({'; '.join(errors)})" if errors else ""
             )
+        self._ready_once = True
         return True, ""
+
+    def unsynced_target_names(self) -> frozenset[str]:
+        """Copy names whose cluster-wide watch has not listed (yet, or ever: e.g. RBAC)."""
+        with self._lock:
+            return frozenset(n for n, r in self._targets.items() if not r.synced.is_set())
+
+    def pending_watches(self) -> list[str]:
+        """Watches that have not (yet) listed, with their last error (for logs/metrics)."""
+        with self._lock:
+            reflectors = [*self._static, *self._sources.values(), *self._targets.values()]
+        return [
+            f"{r.name}: {r.last_error or 'syncing'}" for r in reflectors if not r.synced.is_set()
+        ]
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
