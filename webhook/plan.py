@@ -25,7 +25,7 @@ from typing import Any, Literal, TypedDict
 
 from webhook.clusterview import ClusterView
 from webhook.copies import CopySpec, desired_copies, namespace_labels_or_default
-from webhook.images import InvalidImageReference, parse_image
+from webhook.images import ImageRef, InvalidImageReference, parse_image
 from webhook.matcher import RuleIndex, RuleMatch
 from webhook.policy import Policy, Rule, SecretRef
 from webhook.registry import Keyring, glob_match
@@ -132,6 +132,8 @@ class _Context:
     """Copies the injected names need in this namespace (checked against targets at the end)."""
     injections: list[Injection] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
+    service_account: str = "default"
+    """The pod's ServiceAccount (internal-registry grants may be per account)."""
 
     @classmethod
     def start(cls, policy: Policy, view: ClusterView, namespace: str) -> _Context:
@@ -227,6 +229,7 @@ class _Context:
         except InvalidImageReference as exc:
             self.warn(f"{where} ({name}): {_short(str(exc), 160)}; no pull secret injected")
             return ImageDecision(where, name, image, None, error=str(exc))
+        self.check_internal_registry(ref, where, name)
         matches = tuple(m for m in match(ref.repository) if m.rule.name in applicable)
         secrets: list[str] = []
         for rule_match in matches:
@@ -243,6 +246,25 @@ class _Context:
             ref.repository,
             matches=matches,
             secrets=tuple(dict.fromkeys(secrets)),
+        )
+
+    def check_internal_registry(self, ref: ImageRef, where: str, name: str) -> None:
+        """OpenShift: pulling another project's internal-registry image needs a grant."""
+        if not self.policy.checks_internal_registry or ref.domain != self.policy.internal_registry:
+            return
+        project = ref.path.split("/", 1)[0]
+        if project == self.namespace:
+            return
+        labels = dict(self.scope.key[1])
+        if any(
+            grant.allows(project, self.namespace, labels, self.service_account)
+            for grant in self.policy.image_puller_grants
+        ):
+            return
+        self.warn(
+            f"{where} ({name}): {_short(ref.repository)} is project {project}'s image; no "
+            f"imagePullerGrants entry lets {self.namespace}/{self.service_account} pull it, "
+            "so the registry will refuse the pull"
         )
 
     def usable(self, rule: Rule, ref: SecretRef) -> bool:
@@ -359,11 +381,12 @@ def _pod_signature(ctx: _Context, spec: Mapping[str, Any]) -> tuple[Any, ...] | 
         return None
     existing = tuple(_existing_names(pull_secrets)) if pull_secrets is not None else None
     shape = None if pull_secrets is None else len(pull_secrets)
-    return (ctx.scope.key, tuple(containers), existing, shape)
+    return (ctx.scope.key, tuple(containers), existing, shape, _service_account(spec))
 
 
 def _plan_pod(ctx: _Context, pod: Mapping[str, Any]) -> _Decided:
     spec = _mapping(pod.get("spec"))
+    ctx.service_account = _service_account(spec)
     images = ctx.decide_images(spec, CONTAINER_FIELDS)
     existing = _existing_names(spec.get("imagePullSecrets"))
     wanted = list(dict.fromkeys(name for image in images for name in image.secrets))
@@ -542,6 +565,11 @@ def _add_warning(warnings: list[str], message: str) -> None:
         text = text[: MAX_WARNING_LENGTH - 1] + "…"
     if text not in warnings and len(warnings) < MAX_WARNINGS:
         warnings.append(text)
+
+
+def _service_account(spec: Mapping[str, Any]) -> str:
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    return account if isinstance(account, str) and account else "default"
 
 
 def _existing_names(value: object) -> list[str]:

@@ -31,12 +31,14 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from webhook.registry import is_valid_glob, normalize_key, parse_schemeless
+from webhook.registry import glob_match, is_valid_glob, normalize_key, parse_schemeless
 from webhook.selectors import OPERATORS, LabelSelector, NamespaceScope, Operator, Requirement
 
 __all__ = [
     "API_VERSION",
     "KIND",
+    "OPENSHIFT_INTERNAL_REGISTRY",
+    "ImagePullerGrant",
     "Policy",
     "PolicyError",
     "PolicyInvalid",
@@ -126,6 +128,32 @@ class Rule:
         return not self.registries
 
 
+OPENSHIFT_INTERNAL_REGISTRY = "image-registry.openshift-image-registry.svc:5000"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePullerGrant:
+    """Lets pullers' ServiceAccounts pull images kept in other projects' internal registry
+    namespaces (OpenShift's ``system:image-puller`` role, bound for them by the controller)."""
+
+    name: str
+    image_projects: tuple[str, ...]
+    """Name globs of the projects whose internal-registry images may be pulled."""
+    pullers: NamespaceScope
+    """Projects whose ServiceAccounts may pull them."""
+    service_account: str | None = None
+    """Only this ServiceAccount of each puller project (default: all of them)."""
+
+    def allows(
+        self, image_project: str, namespace: str, labels: Mapping[str, str], account: str
+    ) -> bool:
+        return (
+            any(glob_match(pattern, image_project) for pattern in self.image_projects)
+            and self.pullers.matches(namespace, labels)
+            and (self.service_account is None or self.service_account == account)
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A validated policy. ``generation`` identifies it in metrics and logs."""
@@ -133,6 +161,12 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     generation: str = ""
     """Opaque identifier of the source (ConfigMap resourceVersion, file hash)."""
+    image_puller_grants: tuple[ImagePullerGrant, ...] = ()
+    internal_registry: str = OPENSHIFT_INTERNAL_REGISTRY
+    """host:port of the cluster's internal registry (images there are pulled by project)."""
+    checks_internal_registry: bool = False
+    """Warn about cross-project internal-registry pulls without a grant (set when the policy
+    declares grants or names the internal registry)."""
 
     def rule(self, name: str) -> Rule:
         return next(r for r in self.rules if r.name == name)
@@ -259,7 +293,9 @@ class _Checker:
         if document is None:
             self.error("(root)", "the policy is empty")
             return Policy(generation=generation)
-        top = self.mapping(document, "", ("apiVersion", "kind", "defaults", "rules"))
+        top = self.mapping(
+            document, "", ("apiVersion", "kind", "defaults", "rules", "imagePullerGrants")
+        )
         if not top and isinstance(document, Mapping):
             self.error("(root)", "the policy is empty")
         if isinstance(document, Mapping):
@@ -267,7 +303,15 @@ class _Checker:
                 self.error("apiVersion", f"must be {API_VERSION!r}, got {top.get('apiVersion')!r}")
             if top.get("kind") != KIND:
                 self.error("kind", f"must be {KIND!r}, got {top.get('kind')!r}")
-        defaults = self.mapping(top.get("defaults"), "defaults", ("sourceNamespace", "namespaces"))
+        defaults = self.mapping(
+            top.get("defaults"), "defaults", ("sourceNamespace", "namespaces", "internalRegistry")
+        )
+        internal_registry = OPENSHIFT_INTERNAL_REGISTRY
+        if defaults.get("internalRegistry") is not None:
+            checked = self.registry_pattern_value(
+                defaults["internalRegistry"], "defaults.internalRegistry"
+            )
+            internal_registry = checked or internal_registry
         default_source = None
         if defaults.get("sourceNamespace") is not None:
             # "" (not None) when given but invalid: reported once here, not for every secret.
@@ -290,7 +334,61 @@ class _Checker:
             if rule is not None:
                 rules.append((index, rule))
         self.cross_rule_checks(rules)
-        return Policy(rules=tuple(rule for _, rule in rules), generation=generation)
+        grants = self.grants(top.get("imagePullerGrants"), "imagePullerGrants")
+        return Policy(
+            rules=tuple(rule for _, rule in rules),
+            generation=generation,
+            image_puller_grants=grants,
+            internal_registry=internal_registry,
+            checks_internal_registry=bool(grants) or "internalRegistry" in defaults,
+        )
+
+    def registry_pattern_value(self, value: object, path: str) -> str | None:
+        if not isinstance(value, str) or not value:
+            self.error(path, "must be a non-empty string (host:port)")
+            return None
+        return self.registry_pattern(value, path)
+
+    def grants(self, value: object, path: str) -> tuple[ImagePullerGrant, ...]:
+        out: list[ImagePullerGrant] = []
+        names: set[str] = set()
+        for index, raw in enumerate(self.sequence(value, path)):
+            item = f"{path}[{index}]"
+            body = self.mapping(raw, item, ("name", "imageProjects", "pullers", "serviceAccount"))
+            if not isinstance(raw, Mapping):
+                continue
+            before = len(self.errors)
+            name = self.string(
+                body.get("name"),
+                _join(item, "name"),
+                _DNS1123_LABEL,
+                "grant name (a DNS label)",
+                63,
+            )
+            projects = self.strings(
+                body.get("imageProjects"), _join(item, "imageProjects"), self.name_glob
+            )
+            if not projects:
+                self.error(
+                    _join(item, "imageProjects"), "at least one project (name glob) is required"
+                )
+            if body.get("pullers") is None:
+                self.error(_join(item, "pullers"), "is required: which projects may pull")
+            pullers = self.scope(body.get("pullers"), _join(item, "pullers"))
+            account = None
+            if body.get("serviceAccount") is not None:
+                account = self.string(
+                    body["serviceAccount"],
+                    _join(item, "serviceAccount"),
+                    _DNS1123_SUBDOMAIN,
+                    "ServiceAccount name",
+                )
+            if name in names:
+                self.error(_join(item, "name"), f"duplicate grant name {name!r}")
+            if len(self.errors) == before and name is not None:
+                names.add(name)
+                out.append(ImagePullerGrant(name, projects, pullers, account))
+        return tuple(out)
 
     def rule(
         self, raw: object, path: str, default_source: str | None, default_scope: NamespaceScope

@@ -20,19 +20,28 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kubernetes.client import RbacAuthorizationV1Api
+
 from webhook import logs
-from webhook.clusterview import ClusterStore
+from webhook.clusterview import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClusterStore
 from webhook.http.serving import start_ops_server
 from webhook.k8s import client as k8s_client
 from webhook.k8s.certificates import certificate_task
 from webhook.k8s.election import LeaseElector
 from webhook.k8s.live import LiveState
 from webhook.k8s.reflector import Reflector
-from webhook.k8s.writes import apply_action
+from webhook.k8s.writes import apply_action, apply_grant_action
 from webhook.metrics import Metrics, exposition
 from webhook.policy import Policy
 from webhook.settings import Settings
-from webhook.sync import Conflict, ServiceAccountState, reconcile
+from webhook.sync import (
+    Conflict,
+    RoleBindingState,
+    ServiceAccountState,
+    grant_actions,
+    reconcile,
+    role_binding_state,
+)
 
 __all__ = ["Controller", "run"]
 
@@ -57,6 +66,9 @@ class Controller:
         )
         self.accounts: dict[tuple[str, str], ServiceAccountState] = {}
         self._accounts_reflector: Reflector | None = None
+        self.bindings: dict[tuple[str, str], RoleBindingState] = {}
+        self._bindings_reflector: Reflector | None = None
+        self.rbac = RbacAuthorizationV1Api(api)
         self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="writer")
         self._stop = threading.Event()
         self._periodic_now = threading.Event()
@@ -81,15 +93,17 @@ class Controller:
         self._periodic_now.set()
         self.state.changed.set()
         self.elector.stop(release=True)
-        if self._accounts_reflector is not None:
-            self._accounts_reflector.stop()
+        for reflector in (self._accounts_reflector, self._bindings_reflector):
+            if reflector is not None:
+                reflector.stop()
         self.state.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def readiness(self) -> tuple[bool, str]:
         ready, why = self.state.readiness()
-        if ready and self._accounts_reflector and not self._accounts_reflector.synced.is_set():
-            return False, "waiting for serviceaccounts"
+        for reflector in (self._accounts_reflector, self._bindings_reflector):
+            if ready and reflector is not None and not reflector.synced.is_set():
+                return False, f"waiting for {reflector.name}"
         return ready, why
 
     # -- reconcile loop -------------------------------------------------------------------------
@@ -143,15 +157,21 @@ class Controller:
             actions,
         ):
             outcomes[outcome] += 1
+        if policy.image_puller_grants or self.bindings:
+            grants = grant_actions(policy, self.state.store.namespaces(), self.bindings.values())
+            for grant in grants:  # in order: a recreate is an unbind followed by a bind
+                outcomes[apply_grant_action(self.rbac, grant, self.metrics)] += 1
+        else:
+            grants = []
         self._update_ledger(policy, self.state.store)
         self.last_pass = outcomes
         self.passes += 1
-        if actions:
+        if actions or grants:
             log.info(
                 "reconciled",
                 extra={
                     "event": "sync.pass",
-                    "actions": len(actions),
+                    "actions": len(actions) + len(grants),
                     "outcomes": dict(outcomes),
                     "seconds": round(time.monotonic() - started, 3),
                 },
@@ -184,6 +204,17 @@ class Controller:
     # -- service accounts (only when a rule backfills them) ----------------------------------------
 
     def _policy_changed(self, policy: Policy) -> None:
+        if policy.image_puller_grants and self._bindings_reflector is None:
+            self._bindings_reflector = Reflector(
+                "rolebindings",
+                functools.partial(
+                    self.rbac.list_role_binding_for_all_namespaces,
+                    label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}",
+                ),
+                self._replace_bindings,
+                self._binding_event,
+                watch_timeout=self.settings.watch_timeout_seconds,
+            ).start()
         wants = any(rule.service_accounts.backfill for rule in policy.rules)
         if wants and self._accounts_reflector is None:
             self._accounts_reflector = Reflector(
@@ -208,6 +239,18 @@ class Controller:
             self.accounts.pop(key, None)
         else:
             self.accounts[key] = value
+        self.state.changed.set()
+
+    def _replace_bindings(self, items: list[dict[str, Any]]) -> None:
+        self.bindings = {(b.namespace, b.name): b for b in map(role_binding_state, items)}
+        self.state.changed.set()
+
+    def _binding_event(self, kind: str, obj: dict[str, Any]) -> None:
+        state = role_binding_state(obj)
+        if kind == "DELETED":
+            self.bindings.pop((state.namespace, state.name), None)
+        else:
+            self.bindings[(state.namespace, state.name)] = state
         self.state.changed.set()
 
 
