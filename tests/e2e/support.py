@@ -199,8 +199,59 @@ def _split_warning_header(value: str) -> Iterator[str]:
         yield current.strip()
 
 
+class LocalProcess:
+    """Stop, log and metrics helpers shared by the processes the e2e tests run."""
+
+    process: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self, timeout: float = 25.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+
+def scrape(url: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """Sum of the samples called ``name`` whose labels include ``labels`` (None: none)."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items())
+    ]
+    return float(sum(values)) if values else None
+
+
 @dataclass
-class WebhookServer:
+class WebhookServer(LocalProcess):
     """The webhook as a gunicorn process (same command and config as the container)."""
 
     plane: ControlPlane
@@ -293,39 +344,7 @@ class WebhookServer:
             return str(response.read().decode())
 
     def metric_value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
-        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-        for family in text_string_to_metric_families(self.metrics()):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in (labels or {}).items()
-                ):
-                    return float(sample.value)
-        return None
-
-    def stop(self, timeout: float = 25.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def log_records(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    records.append(record)
-        return records
+        return scrape(f"http://127.0.0.1:{self.health_port}/metrics", name, labels)
 
     @property
     def url(self) -> str:
@@ -437,7 +456,7 @@ defaults:
 
 
 @dataclass
-class ControllerProcess:
+class ControllerProcess(LocalProcess):
     """``pullsecret-injector controller`` as a real process (the chart's second Deployment)."""
 
     plane: ControlPlane
@@ -500,46 +519,4 @@ class ControllerProcess:
             return False
 
     def metric_value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
-        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
-        ) as response:
-            text = response.read().decode()
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in (labels or {}).items()
-                ):
-                    total += sample.value
-        return total
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def log_records(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    records.append(record)
-        return records
+        return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", name, labels) or 0.0
