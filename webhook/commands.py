@@ -64,8 +64,8 @@ def _register_secret(sub: Any) -> None:
     create = secret_sub.add_parser(
         "create",
         help="build a kubernetes.io/dockerconfigjson (or dockercfg) Secret; print or apply it",
-        description="Build a pull Secret the kubelet accepts (checked by the webhook's own "
-        "decoder) from a Docker config file or from one registry's credentials, and print "
+        description="Build a pull Secret the kubelet accepts (checked by the webhook's own\n"
+        "decoder) from a Docker config file or from one registry's credentials, and print\n"
         "it (YAML or JSON) or apply it.",
         epilog=_CREATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -180,14 +180,14 @@ def _check_combinations(args: argparse.Namespace) -> None:
             if value
         ]
         if extra:
-            raise _Usage(f"{', '.join(extra)} only go with --server, not --docker-config")
+            raise _Usage(f"{', '.join(extra)}: only with --server, not with --docker-config")
     else:
         if args.registry:
-            raise _Usage("--registry only goes with --docker-config (it filters the file)")
+            raise _Usage("--registry: only with --docker-config (it filters the file)")
         if not args.username:
             raise _Usage("--server needs --username")
     if not args.apply and (args.kubeconfig or args.context):
-        raise _Usage("--kubeconfig and --context only go with --apply")
+        raise _Usage("--kubeconfig, --context: only with --apply")
 
 
 def _read_source(path: str) -> bytes:

@@ -227,12 +227,22 @@ def from_docker_config(
                 available = ", ".join(exportable) or "none"
                 raise SecretCreateError(
                     f"--registry {value}: no registry with credentials in {label} matches it "
-                    f"(registries with credentials: {available})",
+                    f"(registries it can export: {available})",
                     warnings,
                 )
         pairs = grant_subset(exportable, patterns)
 
     subset = config.subset_pairs(pairs)
+    carried: set[str] = set()
+    for old, new in pairs:
+        if new in carried:
+            continue  # subset_pairs: the first pair (the kubelet's first choice) wins
+        carried.add(new)
+        if old != new:
+            warnings.append(
+                f"{old}: written under the narrower key {new} (as --registry asked), so the "
+                f"kubelet uses these credentials only for {new}"
+            )
     for key in subset.keys:
         if not _has_credentials(subset.entries[key]):
             warnings.append(

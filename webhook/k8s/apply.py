@@ -80,21 +80,23 @@ def _apply(core: Any, manifest: Mapping[str, Any], redact: Sequence[str]) -> str
     metadata = manifest["metadata"]
     name, namespace = metadata["name"], metadata["namespace"]
     where = f"secret {namespace}/{name}"
+    exists = False
     for _ in range(_ATTEMPTS):
+        if not exists:
+            try:
+                core.create_namespaced_secret(namespace, dict(manifest), _preload_content=False)
+                return "created"
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise _failed(f"cannot create {where}", exc, redact) from None
         try:
-            core.create_namespaced_secret(namespace, dict(manifest), _preload_content=False)
-            return "created"
+            response = core.read_namespaced_secret(name, namespace, _preload_content=False)
         except ApiException as exc:
-            if exc.status != 409:
-                raise _failed(f"cannot create {where}", exc, redact) from None
-        try:
-            existing = json.loads(
-                core.read_namespaced_secret(name, namespace, _preload_content=False).data
-            )
-        except ApiException as exc:
-            if exc.status == 404:  # deleted since: create again
-                continue
-            raise _failed(f"cannot read {where}", exc, redact) from None
+            if exc.status != 404:
+                raise _failed(f"cannot read {where}", exc, redact) from None
+            exists = False  # deleted since: create it again
+            continue
+        existing = json.loads(response.data)
         _check_replaceable(where, existing, manifest)
         if existing.get("data") == manifest["data"]:
             return "unchanged"
@@ -104,8 +106,9 @@ def _apply(core: Any, manifest: Mapping[str, Any], redact: Sequence[str]) -> str
             core.replace_namespaced_secret(name, namespace, existing, _preload_content=False)
             return "replaced"
         except ApiException as exc:
-            if exc.status not in (404, 409):  # 409: changed since read; 404: deleted since
+            if exc.status not in (404, 409):
                 raise _failed(f"cannot replace {where}", exc, redact) from None
+            exists = exc.status == 409  # 409: changed since read (read again); 404: deleted
     raise ApplyError(f"{where} kept changing while being applied; try again")
 
 
