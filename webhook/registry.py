@@ -425,7 +425,13 @@ def lookup(keys: Sequence[str], repository: str) -> list[str]:
     same string keep their input order. ``repository`` must already be normalised
     (``ImageRef.repository``).
     """
-    return Keyring(keys).lookup(repository)
+    return _keyring(tuple(keys)).lookup(repository)
+
+
+@lru_cache(maxsize=256)
+def _keyring(keys: tuple[str, ...]) -> Keyring:
+    """Pods repeat the same few sets of pull secrets: index each set once."""
+    return Keyring(keys)
 
 
 def normalized_keys(keys: Iterable[str]) -> dict[str, list[str]]:
