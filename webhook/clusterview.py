@@ -184,10 +184,12 @@ class ClusterStore:
             if self._sources.pop((namespace, name), None) is not None:
                 self._sources_version += 1
 
-    def replace_sources(self, namespace: str, items: Iterable[SourceSecret]) -> None:
-        """Swap in a full relist of one source namespace (after a watch restart)."""
+    def replace_named_source(
+        self, namespace: str, name: str, items: Iterable[SourceSecret]
+    ) -> None:
+        """Swap in a relist of one source Secret (watched by name)."""
         with self._lock:
-            kept = {k: v for k, v in self._sources.items() if k[0] != namespace}
+            kept = {k: v for k, v in self._sources.items() if k != (namespace, name)}
             kept.update({(s.namespace, s.name): s for s in items})
             self._sources = kept
             self._sources_version += 1

@@ -174,6 +174,10 @@ class Policy:
     def source_namespaces(self) -> frozenset[str]:
         return frozenset(s.namespace for r in self.rules for s in r.secrets)
 
+    def source_refs(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of every source Secret the policy names."""
+        return frozenset((s.namespace, s.name) for r in self.rules for s in r.secrets)
+
     def managed_names(self) -> frozenset[str]:
         """Names of copies the policy manages (RBAC ``resourceNames`` must cover these)."""
         return frozenset(s.target_name for r in self.rules for s in r.secrets)

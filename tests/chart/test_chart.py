@@ -863,16 +863,28 @@ CAN_I = [
         False,
     ),
     (
-        "webhook can list secrets in a source namespace",
+        "webhook can list a source secret by name",
         WEBHOOK,
-        Request("list", "secrets", "pull-secrets"),
+        Request("list", "secrets", "pull-secrets", "corp-pull"),
         True,
     ),
     (
-        "webhook can watch secrets in the rule's own source namespace",
+        "webhook can watch the rule's own source secret by name",
         WEBHOOK,
-        Request("watch", "secrets", "vendor-secrets"),
+        Request("watch", "secrets", "vendor-secrets", "vendor-pull"),
         True,
+    ),
+    (
+        "webhook cannot list every secret of a source namespace",
+        WEBHOOK,
+        Request("list", "secrets", "pull-secrets"),
+        False,
+    ),
+    (
+        "webhook cannot read other secrets of a source namespace",
+        WEBHOOK,
+        Request("get", "secrets", "vendor-secrets", "identity-provider-secret"),
+        False,
     ),
     (
         "webhook cannot list secrets cluster-wide",
@@ -1090,9 +1102,15 @@ def test_rbac_derives_source_namespaces_and_managed_names_from_the_policy(
             if o["kind"] == "Role" and o["metadata"]["name"] == f"{FULLNAME}-{component}-source"
         ]
         assert sorted(r["metadata"]["namespace"] for r in roles) == SOURCES
+        names = {"pull-secrets": ["corp-pull"], "vendor-secrets": ["sso-pull", "vendor-pull"]}
         for role in roles:
             assert role["rules"] == [
-                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "resourceNames": names[role["metadata"]["namespace"]],
+                    "verbs": ["get", "list", "watch"],
+                }
             ]
     webhook_secret_reads = [
         r

@@ -175,9 +175,15 @@ CONTROLLER_SA = "psi-pullsecret-injector-controller"
         ),
         pytest.param(
             WEBHOOK_SA,
-            ("list", "secrets", "-n", SOURCES),
+            ("get", f"secret/{SECRET}", "-n", SOURCES),
             True,
-            id="webhook may list source secrets",
+            id="webhook may read the policy's source secret",
+        ),
+        pytest.param(
+            WEBHOOK_SA,
+            ("list", "secrets", "-n", SOURCES),
+            False,
+            id="webhook cannot list every secret of the source namespace",
         ),
         pytest.param(
             WEBHOOK_SA,

@@ -62,7 +62,7 @@ class LiveState:
         self._policy_error = "policy not loaded yet"
         self._lock = threading.RLock()
         self._static: list[Reflector] = []
-        self._sources: dict[str, Reflector] = {}
+        self._sources: dict[tuple[str, str], Reflector] = {}
         self._targets: dict[str, Reflector] = {}
         self._listeners: list[PolicyListener] = []
         self._stop = threading.Event()
@@ -287,19 +287,25 @@ class LiveState:
 
     def _follow_policy(self, policy: Policy) -> None:
         """Start watches for new source namespaces and managed names, stop stale ones."""
-        wanted_sources = policy.source_namespaces()
+        wanted_sources = policy.source_refs()
         wanted_targets = policy.managed_names() | self._extra_target_names
-        for namespace in sorted(set(self._sources) - wanted_sources):
-            self._sources.pop(namespace).stop(timeout=0)
-            self.store.replace_sources(namespace, [])
+        for namespace, name in sorted(set(self._sources) - wanted_sources):
+            self._sources.pop((namespace, name)).stop(timeout=0)
+            self.store.replace_named_source(namespace, name, [])
         for name in sorted(set(self._targets) - wanted_targets):
             self._targets.pop(name).stop(timeout=0)
             self.store.replace_targets(name, [])
-        for namespace in sorted(wanted_sources - set(self._sources)):
-            self._sources[namespace] = self._reflector(
-                f"sources/{namespace}",
-                functools.partial(self.core.list_namespaced_secret, namespace),
-                functools.partial(self._replace_sources, namespace),
+        for namespace, name in sorted(wanted_sources - set(self._sources)):
+            # One Secret per watch, by field selector: RBAC can then grant exactly the
+            # policy's source secrets (resourceNames), not every Secret of the namespace.
+            self._sources[(namespace, name)] = self._reflector(
+                f"sources/{namespace}/{name}",
+                functools.partial(
+                    self.core.list_namespaced_secret,
+                    namespace,
+                    field_selector=f"metadata.name={name}",
+                ),
+                functools.partial(self._replace_sources, namespace, name),
                 self._source_event,
             ).start()
         for name in sorted(wanted_targets - set(self._targets)):
@@ -345,8 +351,10 @@ class LiveState:
             self.store.put_namespace(_name(obj), (obj.get("metadata") or {}).get("labels") or {})
         self._sizes()
 
-    def _replace_sources(self, namespace: str, items: list[dict[str, Any]]) -> None:
-        self.store.replace_sources(namespace, [source_from_object(item) for item in items])
+    def _replace_sources(self, namespace: str, name: str, items: list[dict[str, Any]]) -> None:
+        self.store.replace_named_source(
+            namespace, name, [source_from_object(item) for item in items]
+        )
         self._sizes()
 
     def _source_event(self, kind: str, obj: dict[str, Any]) -> None:

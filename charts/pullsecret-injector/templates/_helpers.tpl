@@ -113,12 +113,14 @@ app.kubernetes.io/component: {{ . }}
 {{- end }}
 
 {{/*
-What the policy implies for RBAC, as YAML: sourceNamespaces, managedNames, backfill.
+What the policy implies for RBAC, as YAML: sourceNamespaces, sourceSecrets (names per
+namespace: the Roles grant only those), managedNames, backfill.
 Mirrors webhook/policy.py: a secret's namespace defaults to defaults.sourceNamespace, its copy
 name to its own name; "- corp-pull" is shorthand for {name: corp-pull}.
 */}}
 {{- define "pullsecret-injector.policyFacts" -}}
 {{- $sources := list }}
+{{- $sourceSecrets := dict }}
 {{- $names := list }}
 {{- $backfill := false }}
 {{- if not .Values.existingPolicyConfigMap }}
@@ -129,7 +131,10 @@ name to its own name; "- corp-pull" is shorthand for {name: corp-pull}.
 {{- $ref := $secret }}
 {{- if kindIs "string" $secret }}{{ $ref = dict "name" $secret }}{{ end }}
 {{- $namespace := get $ref "namespace" | default $defaultSource }}
-{{- if $namespace }}{{ $sources = append $sources $namespace }}{{ end }}
+{{- if $namespace }}
+{{- $sources = append $sources $namespace }}
+{{- $_ := set $sourceSecrets $namespace (append (get $sourceSecrets $namespace | default list) (get $ref "name") | uniq | sortAlpha) }}
+{{- end }}
 {{- $target := get $ref "targetName" | default (get $ref "name") }}
 {{- if $target }}{{ $names = append $names $target }}{{ end }}
 {{- end }}
@@ -142,6 +147,9 @@ name to its own name; "- corp-pull" is shorthand for {name: corp-pull}.
 {{- $backfill = .Values.rbac.serviceAccountBackfill }}
 {{- end }}
 sourceNamespaces: {{ $sources | uniq | sortAlpha | toJson }}
+{{- /* Namespaces given only through rbac.extraSourceNamespaces (no names known): the
+       whole namespace is readable there. Others are limited to the policy's secrets. */}}
+sourceSecrets: {{ $sourceSecrets | toJson }}
 managedNames: {{ $names | uniq | sortAlpha | toJson }}
 backfill: {{ $backfill }}
 {{- end }}
