@@ -6,14 +6,17 @@ after gunicorn forks — threads and sockets do not survive a fork.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
 from webhook import logs
 from webhook.http import admission
-from webhook.http.backend import AdmissionBackend
+from webhook.http.backend import AdmissionBackend, StaticBackend
 from webhook.http.ops import register_ops_routes
 from webhook.metrics import Metrics, exposition
-from webhook.settings import Settings
+from webhook.policy import load_policy
+from webhook.settings import Settings, SettingsError
 
 __all__ = ["create_app"]
 
@@ -26,6 +29,8 @@ def create_app(
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     metrics = metrics or Metrics()
+    if backend is None and not settings.cluster:
+        backend = _offline_backend(settings)
     if backend is None:
         # Imported here so HTTP unit tests never load the Kubernetes client.
         from webhook.k8s.live import LiveBackend  # noqa: PLC0415
@@ -39,3 +44,11 @@ def create_app(
     app.register_blueprint(admission.blueprint)
     register_ops_routes(app, backend.readiness, lambda: exposition(metrics))
     return app
+
+
+def _offline_backend(settings: Settings) -> StaticBackend:
+    """``PSI_CLUSTER=false``: serve a policy file with an empty cluster view (no API server;
+    for trying policies and measuring the HTTP path). Nothing is copied."""
+    if not settings.policy_file:
+        raise SettingsError("PSI_CLUSTER=false needs PSI_POLICY_FILE")
+    return StaticBackend(load_policy(Path(settings.policy_file).read_text()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
@@ -16,7 +17,7 @@ from webhook.clusterview import ClusterStore, source_from_object
 from webhook.http.backend import StaticBackend
 from webhook.metrics import Metrics
 from webhook.policy import load_policy
-from webhook.settings import Settings
+from webhook.settings import Settings, SettingsError
 
 POLICY = """
 apiVersion: pullsecret-injector.io/v1
@@ -239,3 +240,18 @@ def test_logs_never_contain_credentials(
     assert "fake-pass" not in text
     assert base64.b64encode(b"fake-user:fake-pass").decode() not in text
     assert any(getattr(r, "event", "") == "admission.decided" for r in caplog.records)
+
+
+def test_offline_mode_serves_a_policy_file_without_a_cluster(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY)
+    settings = Settings(cluster=False, policy_file=str(policy_file))
+    with create_app(settings, metrics=Metrics()).test_client() as offline:
+        answer = post(offline, review(pod("nginx"))).get_json()["response"]
+        assert answer == {"uid": "uid-1", "allowed": True}
+        assert offline.get("/readyz").status_code == 200
+
+
+def test_offline_mode_without_a_policy_file_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="PSI_POLICY_FILE"):
+        create_app(Settings(cluster=False), metrics=Metrics())
