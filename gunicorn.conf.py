@@ -4,7 +4,9 @@ Every value comes from ``webhook.settings.Settings`` (``PSI_*`` environment vari
 is one place that documents and validates them. Choices, and why:
 
 * ``gthread`` workers: the API server reuses keep-alive connections; the default sync worker
-  closes each one, and every review would pay a TLS handshake.
+  closes each one, and every review would pay a TLS handshake. ``WebhookWorker`` is gthread
+  with one change: a connection that has no request waiting (the API server parks spare
+  connections after the handshake) returns to the poller instead of holding a thread.
 * TLS 1.2+ through the ``ssl_context`` hook, with a context that follows rotated certificate
   files (``ReloadingServerContext``): new connections get the new certificate, in-flight
   requests finish on the old one, nothing restarts.
@@ -30,7 +32,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 wsgi_app = "webhook.app:create_app()"
 bind = [f"{_settings.bind_address}:{_settings.port}"]
-worker_class = "gthread"
+worker_class = "webhook.http.worker.WebhookWorker"
 workers = _settings.workers
 threads = _settings.threads
 keepalive = _settings.keepalive_seconds

@@ -192,6 +192,9 @@ def load_policy(text: str, generation: str = "") -> Policy:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PolicyInvalid([PolicyError("(yaml)", f"{where}{problem}")]) from None
+    except RecursionError:
+        # PyYAML's composer recurses per nesting level; a policy is a few levels deep.
+        raise PolicyInvalid([PolicyError("(yaml)", "nesting is too deep")]) from None
     policy, errors = parse_policy(document, generation)
     if errors or policy is None:
         raise PolicyInvalid(errors)

@@ -473,6 +473,16 @@ def test_yaml_errors_are_a_single_located_error() -> None:
     assert error.message.startswith("line ")
 
 
+@pytest.mark.parametrize("opener", ["[", "{a: ", "- "])
+def test_absurdly_nested_yaml_is_an_invalid_policy_not_a_crash(opener: str) -> None:
+    closer = {"[": "]", "{a: ": "}", "- ": ""}[opener]
+    text = "rules: " + opener * 5000 + "x" + closer * 5000 + "\n"
+    with pytest.raises(PolicyInvalid) as caught:
+        load_policy(text)
+    (error,) = caught.value.errors
+    assert error.path == "(yaml)"
+
+
 def test_an_error_in_one_rule_keeps_the_other_rules_from_being_applied() -> None:
     text = WITH_DEFAULT + "rules:\n  - {name: good, secrets: [s]}\n  - {name: Bad, secrets: [s]}\n"
     policy, errors = parse_policy(yaml.safe_load(text))

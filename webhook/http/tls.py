@@ -18,7 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ReloadingServerContext"]
+__all__ = ["READ_TIMEOUT_SECONDS", "BoundedSSLSocket", "ReloadingServerContext"]
+
+READ_TIMEOUT_SECONDS = 10.0
+"""Longest wait for a client's next bytes inside a request. The API server gives up on a
+webhook after its ``timeoutSeconds`` (at most 30 s, 3 s in our chart), so waiting longer only
+holds a worker thread for a client that is gone."""
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +91,21 @@ class ReloadingServerContext:
         log.info("tls certificate loaded", extra={"event": "tls.loaded", "count": self.loads})
 
 
+class BoundedSSLSocket(ssl.SSLSocket):
+    """An ``SSLSocket`` whose "blocking" mode has a deadline.
+
+    gunicorn switches a connection to blocking before reading a request and never sets a
+    timeout, so a client that stops mid-request would hold a worker thread forever.
+    Turning ``setblocking(True)`` into a timeout bounds every such read in one place.
+    """
+
+    def setblocking(self, flag: bool) -> None:
+        self.settimeout(READ_TIMEOUT_SECONDS if flag else 0.0)
+
+
 def _default_factory() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.sslsocket_class = BoundedSSLSocket
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(["http/1.1"])
     return context
