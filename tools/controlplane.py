@@ -426,6 +426,44 @@ class ControlPlane:
         """Component name → still running (and still ours)."""
         return {record.name: is_running(record) for record in self.processes}
 
+    def stop_apiserver(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop kube-apiserver only (fault injection); etcd and the rest keep running.
+
+        Its record stays in :attr:`processes` (reported as not running) until
+        :meth:`start_apiserver` replaces it.
+        """
+        record = next(r for r in self.processes if r.name == "kube-apiserver")
+        terminate(record, timeout)
+        child = self._children.pop(record.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again after :meth:`stop_apiserver`: same port, flags and PKI.
+
+        Returns once ``/readyz`` is ok. The previous run's log is kept next to the new one
+        as ``kube-apiserver.log.previous``.
+        """
+        index, record = next(
+            (i, r) for i, r in enumerate(self.processes) if r.name == "kube-apiserver"
+        )
+        if is_running(record):
+            raise ControlPlaneError(f"kube-apiserver (pid {record.pid}) is still running")
+        # Same session as the rest: detached (``up``) iff etcd runs in another session.
+        etcd = next(r for r in self.processes if r.name == "etcd")
+        detach = is_running(etcd) and os.getsid(etcd.pid) != os.getsid(0)
+        log = Path(record.log)
+        if log.exists():
+            log.replace(log.with_name(log.name + ".previous"))
+        self.processes.remove(record)
+        controller_manager = any(r.name == "kube-controller-manager" for r in self.processes)
+        self._start_apiserver(controller_manager, detach)
+        # Back in its old place, so that stop() keeps stopping newest-first by role.
+        restarted = self.processes.pop()
+        self.processes.insert(index, restarted)
+        self._save_state()
+
     # -- PKI and kubeconfigs ----------------------------------------------------------------
 
     def _write_pki(self) -> None:
