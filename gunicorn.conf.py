@@ -16,6 +16,7 @@ is one place that documents and validates them. Choices, and why:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -65,6 +66,23 @@ def on_starting(server):
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     for entry in directory.glob("*.db"):
         entry.unlink()
+    if getattr(server.app, "app_uri", None) == wsgi_app:  # not for other apps (benchmarks)
+        _preload_libraries()
+
+
+def _preload_libraries():
+    """Import the libraries in the master, so that the forked workers share those pages.
+
+    The kubernetes client alone is ~55 MiB of modules per process; imported after the fork,
+    every worker holds its own copy. ``gc.freeze`` keeps the collector from writing to (and
+    so un-sharing) the objects imported here. Only imports: no threads, clients or metrics
+    exist in the master.
+    """
+    import webhook.app  # noqa: PLC0415
+
+    if _settings.cluster:
+        import webhook.k8s.live  # noqa: F401, PLC0415
+    gc.freeze()
 
 
 def when_ready(server):

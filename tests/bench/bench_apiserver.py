@@ -1,0 +1,425 @@
+"""Benchmark: pod creation through the real API server — no webhook, the Go webhook, ours.
+
+    python -m tests.bench.bench_apiserver [--pods 2000] [--rate 100] [--rounds 2]
+
+A real etcd + kube-apiserver + kube-controller-manager (``tools.controlplane``) with the
+default admission chain. For each phase a fresh namespace (labelled for the webhook) gets
+``--pods`` Deployment-like pods created at a fixed rate by an open-loop client (bounded
+in-flight requests, bounded time):
+
+* ``none``: no MutatingWebhookConfiguration;
+* ``go``: ``tests/bench/gowebhook`` registered by URL (it returns the same patch as ours);
+* ``ours``: the webhook as the container runs it, registered by URL;
+* ``ours-quiet`` (``--quiet-variant``): the same with ``PSI_LOG_LEVEL=WARNING``, which drops
+  the per-review INFO log line (isolates what synchronous logging costs).
+
+Both webhooks use ``failurePolicy: Fail`` so every pod really went through them. Reported:
+the client-side create latency (p50/p99; also measured from the scheduled send time, which
+shows any queueing in the client), the latency each webhook *adds* over ``none`` in the same
+round, and the API server's own ``apiserver_admission_webhook_admission_duration_seconds``
+histogram (scraped from ``/metrics`` before and after each phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.bench.harness import (
+    CORP_SECRET,
+    Certificates,
+    Cluster,
+    GoWebhook,
+    Ours,
+    RawApi,
+    Server,
+    bench_pod,
+    learn_patch,
+    machine_summary,
+    median,
+    percentile,
+    record_review,
+    review_variant,
+    scratch_dir,
+    spread,
+)
+from tests.e2e.support import (
+    INJECT_LABEL,
+    register_webhook,
+    unregister_webhook,
+    wait_until,
+    webhook_configuration,
+)
+
+WEBHOOK_METRIC = "apiserver_admission_webhook_admission_duration_seconds"
+INAPP_METRIC = "pullsecret_injector_admission_duration_seconds"
+
+
+@dataclass
+class Phase:
+    name: str
+    round: int
+    ok: int
+    errors: int
+    seconds: float
+    service_ms: list[float]
+    """Per pod: from sending the request to its response."""
+    scheduled_ms: list[float]
+    """Per pod: from its scheduled send time to its response (includes client queueing)."""
+    buckets: dict[float, float]
+    """Webhook duration histogram delta: upper bound (s) -> cumulative count."""
+    first_error: str = ""
+    inapp: dict[float, float] = field(default_factory=dict)
+    """Ours only: its own ``review()`` duration histogram delta (same shape)."""
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def p(self, q: float, scheduled: bool = False) -> float:
+        return percentile(self.scheduled_ms if scheduled else self.service_ms, q)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=2000, help="pods per phase (default 2000)")
+    parser.add_argument("--rate", type=float, default=100, help="pods/s (default 100)")
+    parser.add_argument("--rounds", type=int, default=2, help="repeat all phases (default 2)")
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured pods per phase")
+    parser.add_argument("--in-flight", type=int, default=32, help="client threads (max in flight)")
+    parser.add_argument("--rules", type=int, default=100, help="rules in our policy")
+    parser.add_argument("--pool", type=int, default=10, help="source secrets the rules share")
+    parser.add_argument("--workers", type=int, default=2, help="PSI_WORKERS")
+    parser.add_argument("--threads", type=int, default=4, help="PSI_THREADS")
+    parser.add_argument(
+        "--quiet-variant",
+        action="store_true",
+        help="also a phase 'ours-quiet': ours with PSI_LOG_LEVEL=WARNING (no per-review log)",
+    )
+    parser.add_argument("--json", type=Path, help="write raw results here")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    workdir = scratch_dir("apiserver")
+    print(f"# Pod creation through the API server\n\n{machine_summary()}\n", flush=True)
+    certificates = Certificates.write(workdir / "tls")
+    cluster = Cluster.start(workdir, rules=args.rules, pool=args.pool)
+    phases: list[Phase] = []
+    try:
+        body = review_variant(record_review(cluster, workdir, certificates), uid=str(uuid.uuid4()))
+        ours = Ours(cluster, workdir / "ours", certificates, args.workers, args.threads)
+        go = GoWebhook(workdir / "go", certificates, workdir / "patch.json")
+        servers: dict[str, Server | None] = {"none": None, "go": go, "ours": ours}
+        if args.quiet_variant:
+            servers["ours-quiet"] = Ours(
+                cluster,
+                workdir / "ours-quiet",
+                certificates,
+                args.workers,
+                args.threads,
+                extra_env={"PSI_LOG_LEVEL": "WARNING"},
+            )
+        names = list(servers)
+        try:
+            ours.start()
+            patch = learn_patch(ours, body, certificates)
+            (workdir / "patch.json").write_text(json.dumps(patch, separators=(",", ":")))
+            for server in servers.values():
+                if server is not None and server is not ours:
+                    server.start()
+            print(
+                f"{args.pods} pods per phase at {args.rate:.0f}/s after {args.warmup} unmeasured;"
+                f" ours: {ours.name}, policy of {args.rules} rules; both webhooks return "
+                f"`{json.dumps(patch)}`\n",
+                flush=True,
+            )
+            for round_ in range(args.rounds):
+                shift = round_ % len(names)
+                for name in names[shift:] + names[:shift]:
+                    phase = run_phase(cluster, certificates, name, servers[name], round_, args)
+                    phases.append(phase)
+                    print(
+                        f"  round {round_ + 1} {name:>10}: {phase.ok} ok, {phase.errors} errors, "
+                        f"{phase.rate:.0f}/s, p50 {phase.p(50):.1f} ms, p99 {phase.p(99):.1f} ms",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        finally:
+            for server in servers.values():
+                if server is not None:
+                    server.stop()
+        print(latency_table(phases, names))
+        print(added_table(phases, names, args.rounds))
+        print(webhook_table(phases))
+    finally:
+        cluster.stop()
+        if args.json:
+            args.json.write_text(json.dumps([vars(p) for p in phases]))
+        if args.keep:
+            print(f"scratch directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_phase(
+    cluster: Cluster,
+    certificates: Certificates,
+    name: str,
+    server: Server | None,
+    round_: int,
+    args: argparse.Namespace,
+) -> Phase:
+    namespace = f"apib-{name}-{round_ + 1}"
+    cluster.api.ensure_namespace(namespace, {INJECT_LABEL: "true"})
+    cluster.plane.wait_for_service_account(namespace)
+    config = "bench-webhook"
+    if server is None:
+        unregister_webhook(cluster.api, config)
+    else:
+        register_webhook(
+            cluster.api,
+            webhook_configuration(
+                config, certificates.ca_pem, url=server.url, failure_policy="Fail"
+            ),
+        )
+    wait_until(
+        lambda: patched_on_dry_run(cluster.raw, namespace) == (server is not None),
+        f"the API server to {'call' if server else 'stop calling'} the webhook",
+        timeout=60,
+        interval=0.25,
+    )
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    pod = bench_pod(f"{name}-{round_ + 1}")
+    create_pods(cluster.raw, path, pod, args.warmup, args.rate, args.in_flight)  # unmeasured
+    before, inapp_before = webhook_histogram(cluster), inapp_histogram(server)
+    phase = create_pods(cluster.raw, path, pod, args.pods, args.rate, args.in_flight)
+    after, inapp_after = webhook_histogram(cluster), inapp_histogram(server)
+    phase.name, phase.round = name, round_ + 1
+    phase.buckets = {le: after.get(le, 0) - before.get(le, 0) for le in after}
+    phase.inapp = {le: inapp_after[le] - inapp_before.get(le, 0) for le in inapp_after}
+    if server is not None:
+        unregister_webhook(cluster.api, config)
+    return phase
+
+
+def patched_on_dry_run(raw: RawApi, namespace: str) -> bool:
+    status, stored = raw.request(
+        "POST", f"/api/v1/namespaces/{namespace}/pods?dryRun=All", bench_pod("probe")
+    )
+    if status != 201:
+        return False
+    names = [s.get("name") for s in stored.get("spec", {}).get("imagePullSecrets") or []]
+    return CORP_SECRET in names
+
+
+def create_pods(
+    raw: RawApi, path: str, pod: dict[str, object], count: int, rate: float, in_flight: int
+) -> Phase:
+    """Open loop: pod ``i`` is due at ``start + i / rate``; ``in_flight`` threads send them."""
+    service: list[float] = []
+    scheduled: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    next_index = [0]
+    start = time.monotonic() + 0.2
+    deadline = start + count / rate + 120
+
+    def claim() -> int | None:
+        with lock:
+            if next_index[0] >= count or time.monotonic() > deadline:
+                return None
+            next_index[0] += 1
+            return next_index[0] - 1
+
+    def worker() -> None:
+        while (index := claim()) is not None:
+            due = start + index / rate
+            if (wait := due - time.monotonic()) > 0:
+                time.sleep(wait)
+            sent = time.monotonic()
+            try:
+                status, document = raw.request("POST", path, pod)
+            except OSError as exc:
+                status, document = 0, {"message": repr(exc)}
+            done = time.monotonic()
+            with lock:
+                if status == 201:
+                    service.append((done - sent) * 1000)
+                    scheduled.append((done - due) * 1000)
+                else:
+                    errors.append(f"{status} {str(document.get('message', document))[:300]}")
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(in_flight)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()) + 5)
+    seconds = time.monotonic() - start
+    return Phase(
+        "",
+        0,
+        len(service),
+        len(errors),
+        seconds,
+        service,
+        scheduled,
+        {},
+        errors[0] if errors else "",
+    )
+
+
+def webhook_histogram(cluster: Cluster) -> dict[float, float]:
+    """Cumulative buckets of the API server's admit-webhook duration histogram."""
+    status, text = cluster.plane.get("/metrics", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"/metrics: {status}")
+    return histogram(text.decode(), WEBHOOK_METRIC, {"type": "admit"})
+
+
+def inapp_histogram(server: Server | None) -> dict[float, float]:
+    """Ours' own ``review()`` duration histogram (summed over workers), if ``server`` is ours."""
+    if not isinstance(server, Ours):
+        return {}
+    return histogram(server.server.metrics(), INAPP_METRIC, {})
+
+
+def histogram(text: str, metric: str, labels: dict[str, str]) -> dict[float, float]:
+    """Cumulative buckets ``le -> count`` of ``metric``, summed over label sets that match."""
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                le = float(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0) + sample.value
+    return buckets
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus' ``histogram_quantile`` (linear within the bucket), in seconds."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return math.nan
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * ((rank - below) / max(count - below, 1e-9))
+        lower, below = bound, count
+    return math.nan
+
+
+def share_within(buckets: dict[float, float], bound: float) -> float:
+    total = buckets.get(math.inf, 0)
+    return buckets.get(bound, math.nan) / total if total else math.nan
+
+
+def _by(phases: Sequence[Phase], name: str) -> list[Phase]:
+    return [p for p in phases if p.name == name]
+
+
+def latency_table(phases: Sequence[Phase], names: Sequence[str]) -> str:
+    lines = [
+        "## Client-side create latency (median (min..max) over rounds)\n",
+        "| phase | pods ok | errors | achieved pods/s | p50 ms | p99 ms | p99 ms from schedule |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        runs = _by(phases, name)
+        ok = sum(p.ok for p in runs)
+        errors = sum(p.errors for p in runs)
+        first = next((p.first_error for p in runs if p.first_error), "")
+        lines.append(
+            f"| {name} | {ok} | {errors}{f' ({first})' if first else ''} | "
+            f"{spread([p.rate for p in runs])} | {spread([p.p(50) for p in runs], '{:.1f}')} | "
+            f"{spread([p.p(99) for p in runs], '{:.1f}')} | "
+            f"{spread([p.p(99, scheduled=True) for p in runs], '{:.1f}')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def added_table(phases: Sequence[Phase], names: Sequence[str], rounds: int) -> str:
+    """Latency each webhook adds over ``none`` of the same round, relative to Go's."""
+    lines = [
+        "## Added latency over no webhook (ms), per round and pooled over rounds\n",
+        "| round | webhook | added p50 | added p99 | added p99 / Go's |",
+        "|---|---|---|---|---|",
+    ]
+    by_key = {(p.name, p.round): p for p in phases}
+    webhooks = [n for n in names if n != "none"]
+    ratios: dict[str, list[float]] = {n: [] for n in webhooks}
+
+    def row(label: str, samples: dict[str, list[float]]) -> list[str]:
+        none = samples["none"]
+        go99 = percentile(samples["go"], 99) - percentile(none, 99)
+        out = []
+        for name in webhooks:
+            added50 = percentile(samples[name], 50) - percentile(none, 50)
+            added99 = percentile(samples[name], 99) - percentile(none, 99)
+            ratio = added99 / go99 if go99 > 0 else math.nan
+            if label != "pooled":
+                ratios[name].append(ratio)
+            out.append(f"| {label} | {name} | {added50:.2f} | {added99:.2f} | {ratio:.2f} |")
+        return out
+
+    for round_ in range(1, rounds + 1):
+        lines += row(str(round_), {n: by_key[(n, round_)].service_ms for n in names})
+    pooled = {n: [ms for p in phases if p.name == n for ms in p.service_ms] for n in names}
+    lines += row("pooled", pooled)
+    for name in webhooks:
+        if name != "go":
+            lines.append(
+                f"\nMedian {name}/Go added-p99 ratio over rounds: {median(ratios[name]):.2f}"
+                " (target for ours ≤ 1.25)."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def webhook_table(phases: Sequence[Phase]) -> str:
+    lines = [
+        f"## API server's `{WEBHOOK_METRIC}` (type=admit), per phase\n",
+        "Next to it, for ours, its own `review()` time (`" + INAPP_METRIC + "`): what is not in",
+        "`review()` was spent in TLS, gunicorn, Flask, thread hand-offs and waiting for a CPU.\n",
+        "| webhook | round | calls | ≤ 5 ms | ≤ 25 ms | p50 ms (interp.) | p99 ms (interp.) | "
+        "ours review() ≤ 25 ms | review() p99 ms (interp.) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for phase in phases:
+        if phase.name == "none":
+            continue
+        b, inapp = phase.buckets, phase.inapp
+        inapp_cells = (
+            f"{share_within(inapp, 0.025):.1%} | {histogram_quantile(0.99, inapp) * 1000:.1f}"
+            if inapp
+            else "- | -"
+        )
+        lines.append(
+            f"| {phase.name} | {phase.round} | {b.get(math.inf, 0):.0f} | "
+            f"{share_within(b, 0.005):.1%} | {share_within(b, 0.025):.1%} | "
+            f"{histogram_quantile(0.5, b) * 1000:.1f} | {histogram_quantile(0.99, b) * 1000:.1f} | "
+            f"{inapp_cells} |"
+        )
+    bounds = sorted(next((p.buckets for p in phases if p.buckets), {}))
+    lines.append(f"\nAPI server bucket bounds (s): {', '.join(f'{b:g}' for b in bounds)}.")
+    lines.append("Target: webhook-duration p99 ≤ 25 ms, i.e. ≥ 99% of calls in the ≤ 25 ms bucket.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

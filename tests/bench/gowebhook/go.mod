@@ -1,0 +1,3 @@
+module pullsecret-injector/bench/gowebhook
+
+go 1.24
