@@ -45,6 +45,13 @@ def configure(level: str = "INFO") -> None:
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # Our lines carry none of these LogRecord fields (caller's file and line, thread,
+    # process); not collecting them is the logging HOWTO's "Optimization" advice and takes
+    # ~3 µs (18 -> 15 µs) off every line on the admission path.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # The kubernetes client logs request bodies at DEBUG (they contain Secret data).
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -50,6 +50,10 @@ class Settings:
     pod_name: str = ""
     """This pod's name (downward API) for logs, Events and the Lease holder identity."""
     log_level: str = "INFO"
+    access_log: bool = False
+    """gunicorn's per-request access line. Off by default: every review already gets one
+    ``admission.decided`` line with its outcome and duration; a second line per request is
+    CPU on the hot path (BENCHMARKS.md)."""
     bind_address: str = "0.0.0.0"  # noqa: S104 - a pod serves on its own IP
     """Address the TLS webhook port binds (``127.0.0.1`` for local runs)."""
     port: int = 8443

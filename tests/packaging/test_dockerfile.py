@@ -288,11 +288,11 @@ def assert_effective_config(result: subprocess.CompletedProcess[str]) -> None:
     assert config["bind"] == "['0.0.0.0:8443']"
     assert config["workers"] == "2"
     assert config["threads"] == "4"
-    assert config["worker_class"] == "gthread"
+    assert config["worker_class"] == "webhook.http.worker.WebhookWorker"
     assert config["graceful_timeout"] == "20"
     assert config["certfile"] == "/tls/tls.crt"
     assert config["keyfile"] == "/tls/tls.key"
-    assert config["accesslog"] == "-"
+    assert config["accesslog"] == "None"  # PSI_ACCESS_LOG=true turns it on
 
 
 def test_the_command_loads_config_and_app_with_the_project_venv(

@@ -103,10 +103,11 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
 
 def _decide(backend: AdmissionBackend, policy: Policy, request_: AdmissionRequest) -> Plan:
     decided = plan(policy, request_, backend.view)
-    needs_labels = any(rule.namespaces.needs_labels for rule in policy.rules)
+    # The scan over rules runs only for a namespace the watch has not delivered yet (rare):
+    # per review it would make every admission cost O(rules).
     if (
         not decided.namespace_known
-        and needs_labels
+        and any(rule.namespaces.needs_labels for rule in policy.rules)
         and backend.refresh_namespace(decided.namespace)
     ):
         decided = plan(policy, request_, backend.view)

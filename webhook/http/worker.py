@@ -40,12 +40,12 @@ class WebhookWorker(gthread.ThreadWorker):  # type: ignore[misc]
     def handle(self, conn: Any) -> Any:
         if self.cfg.is_ssl and not conn.initialized:
             if not conn.wait_for_data(gthread.DEFAULT_WORKER_DATA_TIMEOUT):
-                return gthread._DEFER
+                return gthread._DEFER  # gunicorn's own "park this connection" marker
             if not _handshake(conn, self.cfg):
                 return False  # gunicorn closes the connection
             if not _request_waiting(conn.sock):
                 conn.data_ready = False
-                return gthread._DEFER
+                return gthread._DEFER  # gunicorn's own "park this connection" marker
             conn.data_ready = True
         return super().handle(conn)
 
