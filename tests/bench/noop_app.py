@@ -5,7 +5,7 @@
 It does only what any webhook must: read the body, decode it to echo ``request.uid``, and
 answer ``allowed`` with a fixed JSONPatch (the one ours returns for the benchmark pod, read
 from ``$BENCH_NOOP_PATCH_FILE``) — no policy, no cluster view, no metrics, no logging of its
-own (gunicorn's access log stays on, as for ours).
+own (gunicorn's access log follows PSI_ACCESS_LOG, off by default, as for ours).
 """
 
 from __future__ import annotations
