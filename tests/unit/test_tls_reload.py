@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -316,3 +317,22 @@ def test_the_default_context_refuses_tls_below_1_2(mounted: Mounted, pair_a: Pai
     context = ReloadingServerContext(mounted.cert, mounted.key).get()
 
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+def test_a_worker_forked_while_the_master_loads_the_certificate_can_still_serve(
+    mounted: Mounted, pair_a: Pair
+) -> None:
+    """gunicorn forks workers while the master's probe thread may be inside ``get()``."""
+    mounted.install_atomically(pair_a)
+    clock = Clock()
+    tls = ReloadingServerContext(mounted.cert, mounted.key, check_interval=1, clock=clock)
+    tls.get()
+    clock.now += 1  # the child's first get() must check the files, so take the lock
+    with tls._lock:  # what the probe thread holds at the moment of the fork
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child; its exit code is the result
+            done = threading.Event()
+            threading.Thread(target=lambda: (tls.get(), done.set()), daemon=True).start()
+            os._exit(0 if done.wait(5) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked worker hung in get()"

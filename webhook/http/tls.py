@@ -15,6 +15,7 @@ import os
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class ReloadingServerContext:
         self._signature: Signature | None = None
         self._next_check = 0.0
         self.loads = 0
+        _LIVE_CONTEXTS.add(self)
 
     @property
     def loaded(self) -> bool:
@@ -89,6 +91,24 @@ class ReloadingServerContext:
         self._context, self._signature = context, signature
         self.loads += 1
         log.info("tls certificate loaded", extra={"event": "tls.loaded", "count": self.loads})
+
+
+_LIVE_CONTEXTS: weakref.WeakSet[ReloadingServerContext] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    """gunicorn forks workers from a master whose probe thread may be inside ``get()``.
+
+    A child inherits that lock locked, with no thread left to release it: every connection
+    of that worker then hangs in the TLS handshake (seen in the HTTPS benchmark: a worker
+    that never answered while the other did). A fresh lock in the child is safe: the
+    context and signature are replaced together, so the child sees the old pair or the new.
+    """
+    for context in list(_LIVE_CONTEXTS):
+        context._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 class BoundedSSLSocket(ssl.SSLSocket):
