@@ -54,7 +54,7 @@ from tests.bench.harness import (
     write_bodies,
 )
 
-LAYOUTS = ((2, 4), (2, 8), (3, 4))
+LAYOUTS = ((1, 8), (2, 4), (2, 8), (3, 4))
 
 Results = dict[str, dict[str, list[WrkResult]]]
 """server name -> point ("100", "200", "500", "sat") -> one result per round."""

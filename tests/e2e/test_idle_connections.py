@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.reliability import post_mutate, review, tls_context
+from tests.e2e.reliability import children, post_mutate, review, socket_owner, tls_context
 from tests.e2e.support import Api, WebhookServer, pod
 
 WORKERS_TIMES_THREADS = 2 * 4  # WebhookServer.env(): PSI_WORKERS=2, PSI_THREADS=4
@@ -84,6 +84,29 @@ def test_a_client_stalled_mid_request_does_not_block_others(
         status, answer = post_mutate(webhook, review(namespace, pod("x", "nginx")), timeout=45)
         assert status == 200
         assert answer["response"]["allowed"] is True
+    finally:
+        for connection in stalled:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+
+def test_requests_in_progress_are_spread_over_the_workers(webhook: WebhookServer) -> None:
+    """A worker with every thread busy leaves new connections to the others."""
+    context = tls_context(webhook)
+    stalled: list[ssl.SSLSocket] = []
+    owners: list[int | None] = []
+    workers = children(webhook.process.pid) if webhook.process else []
+    assert len(workers) == 2
+    try:
+        for _ in range(WORKERS_TIMES_THREADS):
+            raw = socket.create_connection(("127.0.0.1", webhook.port), timeout=30)
+            connection = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            # Half a request: the thread that reads it stays busy (up to 10 s).
+            connection.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len")
+            stalled.append(connection)
+            time.sleep(0.2)
+            owners.append(socket_owner(workers, webhook.port, connection.getsockname()[1]))
+        assert sorted(owners.count(pid) for pid in workers) == [4, 4], owners
     finally:
         for connection in stalled:
             with contextlib.suppress(OSError):

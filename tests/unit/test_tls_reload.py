@@ -328,11 +328,24 @@ def test_a_worker_forked_while_the_master_loads_the_certificate_can_still_serve(
     tls = ReloadingServerContext(mounted.cert, mounted.key, check_interval=1, clock=clock)
     tls.get()
     clock.now += 1  # the child's first get() must check the files, so take the lock
-    with tls._lock:  # what the probe thread holds at the moment of the fork
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs in the child; its exit code is the result
-            done = threading.Event()
-            threading.Thread(target=lambda: (tls.get(), done.set()), daemon=True).start()
-            os._exit(0 if done.wait(5) else 1)
+    loading, release = threading.Event(), threading.Event()
+
+    def probe_thread_loading() -> None:  # stands in for the master's probe, mid-load
+        with tls._lock:
+            loading.set()
+            release.wait(5)
+
+    probe = threading.Thread(target=probe_thread_loading, daemon=True)
+    probe.start()
+    assert loading.wait(5)
+    threading.Timer(0.3, release.set).start()
+    child = os.fork()  # waits for the load to finish instead of inheriting it half-done
+    fork_waited_for_the_load = release.is_set()
+    if child == 0:  # pragma: no cover - runs in the child; its exit code is the result
+        done = threading.Event()
+        threading.Thread(target=lambda: (tls.get(), done.set()), daemon=True).start()
+        os._exit(0 if done.wait(5) else 1)
     _, status = os.waitpid(child, 0)
+    probe.join(5)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked worker hung in get()"
+    assert fork_waited_for_the_load, "the fork went ahead while the probe thread was loading"

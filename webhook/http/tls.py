@@ -94,21 +94,39 @@ class ReloadingServerContext:
 
 
 _LIVE_CONTEXTS: weakref.WeakSet[ReloadingServerContext] = weakref.WeakSet()
+_HELD_ACROSS_FORK: list[threading.Lock] = []
 
 
-def _new_locks_after_fork() -> None:
-    """gunicorn forks workers from a master whose probe thread may be inside ``get()``.
+def _before_fork() -> None:
+    """No thread may be inside OpenSSL, loading a certificate, while gunicorn forks.
 
-    A child inherits that lock locked, with no thread left to release it: every connection
-    of that worker then hangs in the TLS handshake (seen in the HTTPS benchmark: a worker
-    that never answered while the other did). A fresh lock in the child is safe: the
-    context and signature are replaced together, so the child sees the old pair or the new.
+    The master's probe thread calls ``get()``; a worker forked while it loaded the files
+    inherited OpenSSL's internal locks held, with no thread left to release them, and hung
+    in its first TLS handshake (seen in the HTTPS benchmark: a worker stuck in
+    ``do_handshake`` towards the API server, the other fine). All OpenSSL work here happens
+    under each context's lock, so taking those locks around the fork excludes it.
     """
+    for context in list(_LIVE_CONTEXTS):
+        context._lock.acquire()
+        _HELD_ACROSS_FORK.append(context._lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _HELD_ACROSS_FORK:
+        _HELD_ACROSS_FORK.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    _HELD_ACROSS_FORK.clear()
     for context in list(_LIVE_CONTEXTS):
         context._lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_locks_after_fork)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 class BoundedSSLSocket(ssl.SSLSocket):
