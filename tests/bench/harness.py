@@ -140,13 +140,18 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def rss_kib(pid: int) -> int:
-    """``VmRSS`` of one process in KiB (0 if it is gone)."""
+def _proc_kib(path: str, field: str) -> int:
+    """A ``<field>: <n> kB`` line of a /proc file, in KiB (0 if the process is gone)."""
     with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    """``VmRSS`` of one process in KiB (0 if it is gone)."""
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
 
 
 def tree_rss_kib(pid: int) -> dict[int, int]:
@@ -160,11 +165,7 @@ def pss_kib(pid: int) -> int:
     Summed over a process tree it counts every page once, as a container's memory cgroup
     does; summed RSS counts pages the workers share with the master once per process.
     """
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def tree_pss_kib(pid: int) -> dict[int, int]:

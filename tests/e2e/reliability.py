@@ -31,6 +31,7 @@ from tests.e2e.support import (
     pod,
     register_webhook,
     secret_names,
+    set_policy,
     unique,
     unregister_webhook,
     wait_until,
@@ -182,23 +183,7 @@ class ForkSafeWebhookServer(WebhookServer):
 
 def write_policy(api: Api, configmap: str, rules_yaml: str) -> str:
     """Create or replace policy ConfigMap ``configmap``; return its resourceVersion."""
-    body = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": configmap, "namespace": POLICY_NAMESPACE},
-        "data": {"policy.yaml": POLICY_HEADER + rules_yaml},
-    }
-    try:
-        response = api.core.replace_namespaced_config_map(
-            configmap, POLICY_NAMESPACE, body, _preload_content=False
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        response = api.core.create_namespaced_config_map(
-            POLICY_NAMESPACE, body, _preload_content=False
-        )
-    return str(json.loads(response.data)["metadata"]["resourceVersion"])
+    return set_policy(api, POLICY_HEADER + rules_yaml, configmap=configmap)
 
 
 def wait_policy(server: WebhookServer, version: str, timeout: float = 15.0) -> None:

@@ -413,18 +413,22 @@ def unregister_webhook(api: Api, name: str) -> None:
 
 
 def set_policy(
-    api: Api, text: str, server: WebhookServer | None = None, timeout: float = 10.0
+    api: Api,
+    text: str,
+    server: WebhookServer | None = None,
+    timeout: float = 10.0,
+    configmap: str = POLICY_CONFIGMAP,
 ) -> str:
     """Write the policy ConfigMap; with ``server``, wait until every worker applied it."""
     body = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": POLICY_CONFIGMAP, "namespace": POLICY_NAMESPACE},
+        "metadata": {"name": configmap, "namespace": POLICY_NAMESPACE},
         "data": {"policy.yaml": text},
     }
     try:
         response = api.core.replace_namespaced_config_map(
-            POLICY_CONFIGMAP, POLICY_NAMESPACE, body, _preload_content=False
+            configmap, POLICY_NAMESPACE, body, _preload_content=False
         )
     except ApiException as exc:
         if exc.status != 404:

@@ -11,7 +11,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -67,47 +67,49 @@ def test_a_parked_connection_is_served_when_it_finally_sends_a_request(
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
 
 
-def test_a_client_stalled_mid_request_does_not_block_others(
-    webhook: WebhookServer, namespace: str
-) -> None:
+@pytest.fixture
+def stalled_requests(webhook: WebhookServer) -> Iterator[Callable[[], ssl.SSLSocket]]:
+    """Opens connections that send half a request: each holds a thread (up to 10 s)."""
     context = tls_context(webhook)
-    stalled: list[ssl.SSLSocket] = []
+    opened: list[ssl.SSLSocket] = []
+
+    def stall() -> ssl.SSLSocket:
+        # Generous: a handshake needs a free thread, and earlier stalled ones hold theirs.
+        raw = socket.create_connection(("127.0.0.1", webhook.port), timeout=30)
+        connection = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        connection.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len")
+        opened.append(connection)
+        return connection
+
     try:
-        for _ in range(WORKERS_TIMES_THREADS):
-            # Generous: a handshake needs a free thread, and earlier stalled ones hold theirs.
-            raw = socket.create_connection(("127.0.0.1", webhook.port), timeout=30)
-            connection = context.wrap_socket(raw, server_hostname="127.0.0.1")
-            connection.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len")
-            stalled.append(connection)
-        # Each stalled request holds a thread for at most READ_TIMEOUT_SECONDS (10 s), then
-        # is cut off; an admission arriving meanwhile waits for a thread, never forever.
-        status, answer = post_mutate(webhook, review(namespace, pod("x", "nginx")), timeout=45)
-        assert status == 200
-        assert answer["response"]["allowed"] is True
+        yield stall
     finally:
-        for connection in stalled:
+        for connection in opened:
             with contextlib.suppress(OSError):
                 connection.close()
 
 
-def test_requests_in_progress_are_spread_over_the_workers(webhook: WebhookServer) -> None:
+def test_a_client_stalled_mid_request_does_not_block_others(
+    webhook: WebhookServer, namespace: str, stalled_requests: Callable[[], ssl.SSLSocket]
+) -> None:
+    for _ in range(WORKERS_TIMES_THREADS):
+        stalled_requests()
+    # Each stalled request holds a thread for at most READ_TIMEOUT_SECONDS (10 s), then
+    # is cut off; an admission arriving meanwhile waits for a thread, never forever.
+    status, answer = post_mutate(webhook, review(namespace, pod("x", "nginx")), timeout=45)
+    assert status == 200
+    assert answer["response"]["allowed"] is True
+
+
+def test_requests_in_progress_are_spread_over_the_workers(
+    webhook: WebhookServer, stalled_requests: Callable[[], ssl.SSLSocket]
+) -> None:
     """A worker with every thread busy leaves new connections to the others."""
-    context = tls_context(webhook)
-    stalled: list[ssl.SSLSocket] = []
-    owners: list[int | None] = []
     workers = children(webhook.process.pid) if webhook.process else []
     assert len(workers) == 2
-    try:
-        for _ in range(WORKERS_TIMES_THREADS):
-            raw = socket.create_connection(("127.0.0.1", webhook.port), timeout=30)
-            connection = context.wrap_socket(raw, server_hostname="127.0.0.1")
-            # Half a request: the thread that reads it stays busy (up to 10 s).
-            connection.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len")
-            stalled.append(connection)
-            time.sleep(0.2)
-            owners.append(socket_owner(workers, webhook.port, connection.getsockname()[1]))
-        assert sorted(owners.count(pid) for pid in workers) == [4, 4], owners
-    finally:
-        for connection in stalled:
-            with contextlib.suppress(OSError):
-                connection.close()
+    owners = []
+    for _ in range(WORKERS_TIMES_THREADS):
+        connection = stalled_requests()
+        time.sleep(0.2)  # its half request reached a thread
+        owners.append(socket_owner(workers, webhook.port, connection.getsockname()[1]))
+    assert sorted(owners.count(pid) for pid in workers) == [4, 4], owners
