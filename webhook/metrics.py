@@ -106,11 +106,12 @@ class Metrics:
         )
         self.cache_objects = Gauge(
             "cache_objects",
-            "Objects held in the in-memory cluster view.",
+            "Objects held in the in-memory cluster view (min over workers: every worker has "
+            "at least these; a lagging watch shows here).",
             ["kind"],
             namespace=NAMESPACE,
             registry=r,
-            multiprocess_mode="livemax",
+            multiprocess_mode="livemin",
         )
         self.ready = Gauge(
             "ready",

@@ -126,6 +126,19 @@ def test_the_webhook_answers_from_memory_while_the_api_server_is_down_and_recove
             return code == 200 and patched_secrets(reply) == ["late-pull"]
 
         _, recovered = measure(late_used, "the late secret to be used after the restart", 60)
+        # That answer came from one worker; each worker's watch comes back on its own
+        # backoff (up to 30 s). The API server may call any of them.
+        wait_until(
+            lambda: (
+                hook.server.metric_value(
+                    "pullsecret_injector_cache_objects", {"kind": "source_secrets"}
+                )
+                or 0
+            )
+            >= 2,
+            "every worker to hold outage-pull and late-pull",
+            timeout=60,
+        )
         stored, _ = api.create_pod(namespace, pod("after", "late.example.com/app"))
         log = hook.server.log_records()
 
