@@ -46,6 +46,9 @@ __all__ = ["LiveBackend", "LiveState"]
 
 log = logging.getLogger("webhook.k8s.live")
 
+NEW_WATCH_SYNC_SECONDS = 2.0
+"""How long a policy edit waits for the watches of newly named secrets to list."""
+
 PolicyListener = Callable[[Policy], None]
 
 
@@ -122,7 +125,8 @@ class LiveState:
                 return
             self._extra_target_names = names
             if self._policy is not None:
-                self._follow_policy(self._policy)
+                self._start_watches(self._policy)
+                self._stop_stale_watches(self._policy)
 
     def on_policy(self, listener: PolicyListener) -> None:
         self._listeners.append(listener)
@@ -218,10 +222,19 @@ class LiveState:
         except PolicyInvalid as exc:
             self._reject([str(e) for e in exc.errors], version, involved)
             return False
+        # Watches for secrets the new policy names first, then the policy: put in force at
+        # once, a rule naming a new secret would warn "not found" for the few milliseconds
+        # its watch takes to list, on every worker. Bounded: a slow list does not hold the
+        # policy back for long (the secret then arrives through the watch).
+        with self._lock:
+            started = self._start_watches(policy)
+        deadline = time.monotonic() + NEW_WATCH_SYNC_SECONDS
+        for reflector in started:
+            reflector.synced.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._policy = policy
             self._policy_error = ""
-            self._follow_policy(policy)
+            self._stop_stale_watches(policy)
         self.metrics.policy_loads.labels("applied").inc()
         self.metrics.policy_valid.set(1)
         self.metrics.policy_rules.set(len(policy.rules))
@@ -285,8 +298,8 @@ class LiveState:
                     self._policy_error = f"policy file unreadable: {exc}"
             self._stop.wait(1.0)
 
-    def _follow_policy(self, policy: Policy) -> None:
-        """Start watches for new source namespaces and managed names, stop stale ones."""
+    def _stop_stale_watches(self, policy: Policy) -> None:
+        """Stop the watches of sources and copies the policy in force no longer names."""
         wanted_sources = policy.source_refs()
         wanted_targets = policy.managed_names() | self._extra_target_names
         for namespace, name in sorted(set(self._sources) - wanted_sources):
@@ -295,6 +308,12 @@ class LiveState:
         for name in sorted(set(self._targets) - wanted_targets):
             self._targets.pop(name).stop(timeout=0)
             self.store.replace_targets(name, [])
+
+    def _start_watches(self, policy: Policy) -> list[Reflector]:
+        """Start watches for the sources and copies ``policy`` names that have none yet."""
+        wanted_sources = policy.source_refs()
+        wanted_targets = policy.managed_names() | self._extra_target_names
+        started: list[Reflector] = []
         for namespace, name in sorted(wanted_sources - set(self._sources)):
             # One Secret per watch, by field selector: RBAC can then grant exactly the
             # policy's source secrets (resourceNames), not every Secret of the namespace.
@@ -308,6 +327,7 @@ class LiveState:
                 functools.partial(self._replace_sources, namespace, name),
                 self._source_event,
             ).start()
+            started.append(self._sources[(namespace, name)])
         for name in sorted(wanted_targets - set(self._targets)):
             self._targets[name] = self._reflector(
                 f"copies/{name}",
@@ -318,6 +338,8 @@ class LiveState:
                 functools.partial(self._replace_targets, name),
                 self._target_event,
             ).start()
+            started.append(self._targets[name])
+        return started
 
     # -- view updates --------------------------------------------------------------------------
 
