@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.support import wait_until
 from tools.controlplane import REPO, ControlPlane
 
 CERT_MANAGER = "github.com/cert-manager/cert-manager@v1.19.1"
@@ -37,10 +38,20 @@ def cert_manager_crds(
         applied = control_plane.kubectl("apply", "--server-side", "-f", str(path))
         assert applied.returncode == 0, applied.stderr
     for name in ("issuers", "certificates"):
-        waited = control_plane.kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}.cert-manager.io", "--timeout=60s"
+        # kubectl wait errors out (instead of waiting) while a fresh CRD has no
+        # status.conditions yet, so ask again until it answers, bounded.
+        crd = f"crd/{name}.cert-manager.io"
+        wait_until(
+            lambda crd=crd: (
+                control_plane.kubectl(
+                    "wait", "--for=condition=Established", crd, "--timeout=10s"
+                ).returncode
+                == 0
+            ),
+            f"{crd} to be Established",
+            timeout=60,
+            interval=0.5,
         )
-        assert waited.returncode == 0, waited.stderr
 
 
 def test_cert_manager_mode_renders_objects_the_api_server_accepts(
