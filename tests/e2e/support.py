@@ -475,6 +475,15 @@ class ControllerProcess(LocalProcess):
     def log_path(self) -> Path:
         return self.workdir / f"controller-{self.identity}.log"
 
+    @contextlib.contextmanager
+    def running(self) -> Iterator[ControllerProcess]:
+        """Started for the ``with`` block, stopped after it, also when the block fails."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
     def start(self, wait_ready: bool = True) -> None:
         self.metrics_port = self.metrics_port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSI_")}

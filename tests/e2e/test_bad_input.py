@@ -71,12 +71,9 @@ def controller(
     control_plane: ControlPlane, webhook: WebhookServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
     """The sync controller runs too: bad input must not make it break good copies."""
-    process = ControllerProcess(
-        control_plane, tmp_path_factory.mktemp("bad-input-controller"), "bad-input"
-    )
-    process.start()
-    yield process
-    process.stop()
+    workdir = tmp_path_factory.mktemp("bad-input-controller")
+    with ControllerProcess(control_plane, workdir, "bad-input").running() as process:
+        yield process
 
 
 @pytest.fixture

@@ -55,10 +55,9 @@ SCENARIOS = 2
 def controller(
     control_plane: ControlPlane, webhook: WebhookServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
-    process = ControllerProcess(control_plane, tmp_path_factory.mktemp("leak-controller"), "leak")
-    process.start()
-    yield process
-    process.stop()
+    workdir = tmp_path_factory.mktemp("leak-controller")
+    with ControllerProcess(control_plane, workdir, "leak").running() as process:
+        yield process
 
 
 # -- made-up credentials, and every form they could leak in ---------------------------------

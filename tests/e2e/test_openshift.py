@@ -38,12 +38,9 @@ INTERNAL = "image-registry.openshift-image-registry.svc:5000"
 def controller(
     control_plane: ControlPlane, webhook: WebhookServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
-    process = ControllerProcess(
-        control_plane, tmp_path_factory.mktemp("os-controller"), "os-controller"
-    )
-    process.start()
-    yield process
-    process.stop()
+    workdir = tmp_path_factory.mktemp("os-controller")
+    with ControllerProcess(control_plane, workdir, "os-controller").running() as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
