@@ -88,7 +88,8 @@ def _preload_libraries():
 def when_ready(server):
     # Imported lazily, like every prometheus_client user here: PROMETHEUS_MULTIPROC_DIR
     # must be in the environment before prometheus_client is first imported.
-    from webhook.http.serving import master_readiness, start_ops_server  # noqa: PLC0415
+    from webhook.http.serving import master_readiness  # noqa: PLC0415
+    from webhook.ops import start_ops_server  # noqa: PLC0415
 
     start_ops_server(_settings.bind_address, _settings.health_port, master_readiness(_tls))
     effective = {

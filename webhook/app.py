@@ -6,16 +6,17 @@ after gunicorn forks — threads and sockets do not survive a fork.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response
 
 from webhook import logs
+from webhook.core.policy import load_policy
 from webhook.http import admission
 from webhook.http.backend import AdmissionBackend, StaticBackend
-from webhook.http.ops import register_ops_routes
 from webhook.metrics import Metrics, exposition
-from webhook.policy import load_policy
+from webhook.ops import PATHS, Readiness, answer
 from webhook.settings import Settings, SettingsError
 
 __all__ = ["create_app"]
@@ -42,8 +43,19 @@ def create_app(
     app.extensions["pullsecret.metrics"] = metrics
     app.extensions["pullsecret.settings"] = settings
     app.register_blueprint(admission.blueprint)
-    register_ops_routes(app, backend.readiness, lambda: exposition(metrics))
+    _add_ops_routes(app, backend.readiness, lambda: exposition(metrics))
     return app
+
+
+def _add_ops_routes(app: Flask, readiness: Readiness, metrics_text: Callable[[], bytes]) -> None:
+    """The ops server's answers on the app too, so test clients see what probes see."""
+    for path in PATHS:
+
+        def view(path: str = path) -> Response:
+            status, content_type, body = answer(path, readiness, metrics_text)
+            return Response(body, status=status, content_type=content_type)
+
+        app.add_url_rule(path, path.strip("/"), view)
 
 
 def _offline_backend(settings: Settings) -> StaticBackend:

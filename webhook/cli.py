@@ -85,7 +85,7 @@ class _UsageError(Exception):
 
 
 def _validate_policy(args: argparse.Namespace) -> int:
-    from webhook.policy import PolicyInvalid, load_policy  # noqa: PLC0415
+    from webhook.core.policy import PolicyInvalid, load_policy  # noqa: PLC0415
 
     try:
         policy = load_policy(_read(args.policy))
@@ -107,8 +107,8 @@ def _validate_policy(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from webhook import explain  # noqa: PLC0415
-    from webhook.policy import PolicyInvalid, load_policy  # noqa: PLC0415
+    from webhook.core import explain  # noqa: PLC0415
+    from webhook.core.policy import PolicyInvalid, load_policy  # noqa: PLC0415
 
     try:
         policy = load_policy(_read(args.policy))

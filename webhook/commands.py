@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from webhook.secretcreate import Built
+    from webhook.core.secretcreate import Built
 
 __all__ = ["register"]
 
@@ -122,7 +122,7 @@ class _Usage(Exception):
 
 
 def _secret_create(args: argparse.Namespace) -> int:
-    from webhook import secretcreate  # noqa: PLC0415 - fast --help
+    from webhook.core import secretcreate  # noqa: PLC0415 - fast --help
 
     try:
         _check_combinations(args)

@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.clusterview import ClusterStore, source_from_object
-from webhook.images import parse_image
-from webhook.plan import AdmissionRequest, plan
-from webhook.policy import load_policy
-from webhook.registry import Keyring, lookup
-from webhook.review import allow
+from webhook.core.clusterview import ClusterStore, source_from_object
+from webhook.core.images import parse_image
+from webhook.core.plan import plan
+from webhook.core.policy import load_policy
+from webhook.core.registry import Keyring, lookup
+from webhook.core.review import AdmissionRequest, allow
 
 SOURCE = "pull-secrets"
 POOL = 100  # distinct source secrets shared by the rules

@@ -54,13 +54,13 @@ from tests.bench.harness import (
     write_bodies,
 )
 from tests.e2e.support import SOURCE_NAMESPACE, wait_until
-from webhook.clusterview import (
+from webhook.core.conventions import (
     HASH_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     SOURCE_ANNOTATION,
 )
-from webhook.copies import content_hash
+from webhook.core.copies import content_hash
 
 MIB = 1024
 DISTINCT_PODS = 200

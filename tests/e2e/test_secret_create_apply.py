@@ -21,8 +21,8 @@ import yaml
 
 from tests.e2e.support import Api, unique
 from tools.controlplane import ControlPlane
-from webhook.clusterview import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from webhook.dockerconfig import parse_secret
+from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.dockerconfig import parse_secret
 
 PASSWORDS = ("fake-quay-pass-1", "fake-quay-pass-2", "fake-rh-pass")
 

@@ -12,15 +12,17 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from webhook.clusterview import (
-    HASH_ANNOTATION,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-    SOURCE_ANNOTATION,
+from webhook.core.clusterview import (
     ClusterStore,
     TargetSecret,
     source_from_object,
     target_from_object,
+)
+from webhook.core.conventions import (
+    HASH_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    SOURCE_ANNOTATION,
 )
 
 __all__ = [

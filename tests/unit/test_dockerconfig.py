@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from webhook.dockerconfig import (
+from webhook.core.dockerconfig import (
     DockerConfig,
     InvalidPullSecret,
     PullSecretProblem,

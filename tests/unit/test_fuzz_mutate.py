@@ -44,12 +44,12 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from webhook.app import create_app
-from webhook.clusterview import ClusterStore, source_from_object
+from webhook.core.clusterview import ClusterStore, source_from_object
+from webhook.core.policy import load_policy
 from webhook.http.admission import INTERNAL_ERROR_WARNING
 from webhook.http.backend import StaticBackend
 from webhook.logs import JsonFormatter
 from webhook.metrics import Metrics
-from webhook.policy import load_policy
 from webhook.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from webhook.app import create_app
-from webhook.clusterview import ClusterStore, source_from_object
+from webhook.core.clusterview import ClusterStore, source_from_object
+from webhook.core.policy import load_policy
 from webhook.http.backend import StaticBackend
 from webhook.metrics import Metrics
-from webhook.policy import load_policy
 from webhook.settings import Settings, SettingsError
 
 POLICY = """

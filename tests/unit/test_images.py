@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from webhook.images import ImageRef, InvalidImageReference, parse_image
+from webhook.core.images import ImageRef, InvalidImageReference, parse_image
 
 HEX64 = "0123456789abcdef" * 4
 HEX63 = HEX64[:63]

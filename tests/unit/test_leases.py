@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from webhook.leases import LeaseDecision, decide
+from webhook.core.leases import LeaseDecision, decide
 
 ME = "controller-7d9f-abcde"
 OTHER = "controller-7d9f-zzzzz"

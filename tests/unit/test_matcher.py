@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.factories import cluster, pull_secret
-from webhook.clusterview import ClusterStore
-from webhook.matcher import RuleIndex
-from webhook.policy import Policy, Rule, SecretRef
-from webhook.registry import lookup, normalize_key
+from webhook.core.clusterview import ClusterStore
+from webhook.core.matcher import RuleIndex
+from webhook.core.policy import Policy, Rule, SecretRef
+from webhook.core.registry import lookup, normalize_key
 
 PS = "pull-secrets"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.clusterview import ClusterStore
-from webhook.plan import AdmissionRequest, plan
-from webhook.policy import PolicyInvalid, load_policy
-from webhook.sync import (
+from webhook.core.clusterview import ClusterStore
+from webhook.core.plan import plan
+from webhook.core.policy import PolicyInvalid, load_policy
+from webhook.core.review import AdmissionRequest
+from webhook.core.sync import (
     BindImagePuller,
     RoleBindingState,
     UnbindImagePuller,

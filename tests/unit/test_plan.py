@@ -29,8 +29,9 @@ from tests.unit.factories import (
     service_account,
     target_secret,
 )
-from webhook.clusterview import ClusterStore, source_from_object
-from webhook.copies import (
+from webhook.core.clusterview import ClusterStore, source_from_object
+from webhook.core.conventions import WARNING_PREFIX
+from webhook.core.copies import (
     RULES_ANNOTATION,
     CopySpec,
     content_hash,
@@ -38,8 +39,9 @@ from webhook.copies import (
     grant_subset,
     render_copy,
 )
-from webhook.plan import MAX_WARNING_LENGTH, WARNING_PREFIX, AdmissionRequest, Plan, plan
-from webhook.policy import Policy, load_policy
+from webhook.core.plan import MAX_WARNING_LENGTH, Plan, plan
+from webhook.core.policy import Policy, load_policy
+from webhook.core.review import AdmissionRequest
 
 PS = "pull-secrets"
 

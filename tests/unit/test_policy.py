@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from webhook.policy import (
+from webhook.core.policy import (
     Policy,
     PolicyError,
     PolicyInvalid,
@@ -15,7 +15,7 @@ from webhook.policy import (
     load_policy,
     parse_policy,
 )
-from webhook.selectors import LabelSelector, NamespaceScope, Operator, Requirement
+from webhook.core.selectors import LabelSelector, NamespaceScope, Operator, Requirement
 
 HEAD = "apiVersion: pullsecret-injector.io/v1\nkind: PullSecretPolicy\n"
 WITH_DEFAULT = HEAD + "defaults: {sourceNamespace: pull-secrets}\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webhook.policy import load_policy
+from webhook.core.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook.registry import (
+from webhook.core.registry import (
     glob_match,
     is_default_registry_match,
     is_valid_glob,

@@ -1,4 +1,4 @@
-"""``pullsecret-injector secret create``: the builder (``webhook.secretcreate``) and the command.
+"""``pullsecret-injector secret create``: the builder (``core.secretcreate``) and the command.
 
 The builder cases call the pure functions; the command cases run the installed console script
 in a subprocess with files in a temporary directory, as a user would, and check exit codes,
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.dockerconfig import parse_secret
-from webhook.secretcreate import (
+from webhook.core.dockerconfig import parse_secret
+from webhook.core.secretcreate import (
     Built,
     SecretCreateError,
     from_credentials,

@@ -26,10 +26,15 @@ from tests.unit.factories import (
     raw_secret,
     target_secret,
 )
-from webhook.clusterview import ClusterStore, TargetSecret, source_from_object, target_from_object
-from webhook.copies import CopySpec, render_copy
-from webhook.policy import Policy, load_policy
-from webhook.sync import (
+from webhook.core.clusterview import (
+    ClusterStore,
+    TargetSecret,
+    source_from_object,
+    target_from_object,
+)
+from webhook.core.copies import CopySpec, render_copy
+from webhook.core.policy import Policy, load_policy
+from webhook.core.sync import (
     Action,
     Conflict,
     CreateCopy,

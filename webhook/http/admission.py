@@ -16,11 +16,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from webhook.core.plan import Plan, plan
+from webhook.core.policy import Policy
+from webhook.core.review import AdmissionRequest, BadReview, allow, decode_request, deny, read_uid
 from webhook.http.backend import AdmissionBackend
 from webhook.metrics import Metrics
-from webhook.plan import AdmissionRequest, Plan, plan
-from webhook.policy import Policy
-from webhook.review import BadReview, allow, decode_request, deny, read_uid
 
 __all__ = ["blueprint", "review"]
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from webhook.clusterview import ClusterStore, ClusterView
-from webhook.plan import Plan
-from webhook.policy import Policy
+from webhook.core.clusterview import ClusterStore, ClusterView
+from webhook.core.plan import Plan
+from webhook.core.policy import Policy
 
 __all__ = ["AdmissionBackend", "StaticBackend"]
 

@@ -3,28 +3,23 @@
 * ``JsonLogger``: gunicorn's error and access logs as JSON lines, like ours.
 * ``master_readiness``: the master answers probes; it is ready when a certificate loads and
   every live worker reports ready through the multiprocess ``ready`` gauge (min over workers).
-* ``start_ops_server``: the plain-HTTP health/metrics server, in a master thread.
+
+The plain-HTTP health/metrics server itself is ``webhook.ops`` (the controller serves it too).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from gunicorn import glogging
 from prometheus_client import CollectorRegistry
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from webhook.http.ops import create_ops_app
 from webhook.http.tls import ReloadingServerContext
 from webhook.logs import JsonFormatter
-from webhook.metrics import exposition
 
-__all__ = ["JsonLogger", "master_readiness", "start_ops_server"]
+__all__ = ["JsonLogger", "master_readiness", "workers_ready"]
 
 READY_METRIC = "pullsecret_injector_ready"
 
@@ -81,31 +76,3 @@ def master_readiness(tls: ReloadingServerContext | None) -> Callable[[], tuple[b
         return workers_ready()
 
     return readiness
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Probes every few seconds would drown the log."""
-
-
-def start_ops_server(
-    host: str,
-    port: int,
-    readiness: Callable[[], tuple[bool, str]],
-    metrics_text: Callable[[], bytes] = lambda: exposition(None),
-) -> WSGIServer:
-    """Serve /healthz, /livez, /readyz and /metrics over plain HTTP from a daemon thread."""
-    app = create_ops_app(readiness, metrics_text)
-    server = make_server(
-        host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, name="ops-server", daemon=True)
-    thread.start()
-    logging.getLogger("webhook.ops").info(
-        "ops server listening", extra={"event": "ops.listening", "host": host, "port": port}
-    )
-    return server

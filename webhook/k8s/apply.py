@@ -25,7 +25,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from webhook.clusterview import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 __all__ = ["ApplyError", "Cluster", "apply_secret", "connect"]
 

@@ -32,14 +32,18 @@ from kubernetes.client.exceptions import ApiException
 
 from certs.pki import Issued, issue, load, new_ca, service_hosts
 from certs.renewal import ca_verdict, serving_verdict
+from webhook.core.conventions import (
+    CA_INTRODUCED_ANNOTATION,
+    FORCE_RENEWAL_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+)
 from webhook.settings import Settings
 
-__all__ = ["FORCE_RENEWAL_ANNOTATION", "SelfManagedCertificates", "certificate_task"]
+__all__ = ["SelfManagedCertificates", "certificate_task"]
 
 log = logging.getLogger("webhook.certificates")
 
-FORCE_RENEWAL_ANNOTATION = "pullsecret-injector.io/force-renewal"
-CA_INTRODUCED_ANNOTATION = "pullsecret-injector.io/ca-introduced-at"
 CA_OVERLAP = timedelta(minutes=10)
 
 
@@ -119,7 +123,7 @@ class SelfManagedCertificates:
                 "name": name,
                 "namespace": self.namespace,
                 "annotations": {CA_INTRODUCED_ANNOTATION: now.isoformat()},
-                "labels": {"app.kubernetes.io/managed-by": "pullsecret-injector"},
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
             },
             "data": _encoded(
                 {
@@ -177,7 +181,7 @@ class SelfManagedCertificates:
             "metadata": {
                 "name": self.settings.cert_secret,
                 "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "pullsecret-injector"},
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
             },
             "data": _encoded({"tls.crt": cert, "tls.key": key, "ca.crt": bundle}),
         }

@@ -2,7 +2,7 @@
 
 It watches what the webhook watches (plus ServiceAccounts when a rule backfills them),
 holds a Lease so that exactly one replica writes, and after every change — debounced — runs
-``webhook.sync.reconcile`` and applies the writes in parallel. Followers keep their view warm
+``webhook.core.sync.reconcile`` and applies the writes in parallel. Followers keep their view warm
 so a failover takes one Lease period, not a relist of the cluster.
 """
 
@@ -23,18 +23,10 @@ from typing import Any
 from kubernetes.client import RbacAuthorizationV1Api
 
 from webhook import logs
-from webhook.clusterview import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClusterStore
-from webhook.http.serving import start_ops_server
-from webhook.k8s import client as k8s_client
-from webhook.k8s.certificates import certificate_task
-from webhook.k8s.election import LeaseElector
-from webhook.k8s.live import LiveState
-from webhook.k8s.reflector import Reflector
-from webhook.k8s.writes import apply_action, apply_grant_action
-from webhook.metrics import Metrics, exposition
-from webhook.policy import Policy
-from webhook.settings import Settings
-from webhook.sync import (
+from webhook.core.clusterview import ClusterStore
+from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.policy import Policy
+from webhook.core.sync import (
     Conflict,
     RoleBindingState,
     ServiceAccountState,
@@ -42,6 +34,15 @@ from webhook.sync import (
     reconcile,
     role_binding_state,
 )
+from webhook.k8s import client as k8s_client
+from webhook.k8s.certificates import certificate_task
+from webhook.k8s.election import LeaseElector
+from webhook.k8s.live import LiveState
+from webhook.k8s.reflector import Reflector
+from webhook.k8s.writes import apply_action, apply_grant_action
+from webhook.metrics import Metrics, exposition
+from webhook.ops import start_ops_server
+from webhook.settings import Settings
 
 __all__ = ["Controller", "run"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from webhook.clusterview import ClusterStore, target_from_object
-from webhook.copies import CopySpec, render_copy
+from webhook.core.clusterview import ClusterStore, target_from_object
+from webhook.core.copies import CopySpec, render_copy
 from webhook.metrics import Metrics
 
 __all__ = ["create_copies"]

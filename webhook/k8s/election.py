@@ -1,4 +1,4 @@
-"""Keep (or wait for) the controller Lease; the decisions come from ``webhook.leases``.
+"""Keep (or wait for) the controller Lease; the decisions come from ``webhook.core.leases``.
 
 Writes use the Lease's resourceVersion, so two candidates racing for an expired Lease cannot
 both win: the loser gets 409 and stays a follower. A leader that fails to renew before its
@@ -22,13 +22,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.leases import decide
+from webhook.core.conventions import LEDGER_ANNOTATION
+from webhook.core.leases import decide
 
-__all__ = ["LEDGER_ANNOTATION", "LeaseElector"]
+__all__ = ["LeaseElector"]
 
 log = logging.getLogger("webhook.k8s.election")
-
-LEDGER_ANNOTATION = "pullsecret-injector.io/managed-names"
 
 
 class LeaseElector:

@@ -27,19 +27,19 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from webhook.clusterview import (
+from webhook.core.clusterview import (
     ClusterStore,
     ClusterView,
     source_from_object,
     target_from_object,
 )
+from webhook.core.plan import Plan
+from webhook.core.policy import Policy, PolicyInvalid, load_policy
 from webhook.k8s import client as k8s_client
 from webhook.k8s.copier import create_copies
 from webhook.k8s.events import record_event
 from webhook.k8s.reflector import Reflector
 from webhook.metrics import Metrics
-from webhook.plan import Plan
-from webhook.policy import Policy, PolicyInvalid, load_policy
 from webhook.settings import Settings
 
 __all__ = ["LiveBackend", "LiveState"]

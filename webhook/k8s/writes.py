@@ -1,4 +1,4 @@
-"""Carry out ``webhook.sync`` actions against the API server, each as one guarded write.
+"""Carry out ``webhook.core.sync`` actions against the API server, each as one guarded write.
 
 Every write is a single API call whose precondition protects data we do not own:
 
@@ -22,12 +22,10 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from webhook.clusterview import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClusterStore, target_from_object
-from webhook.copies import render_copy
-from webhook.k8s.events import record_event
-from webhook.metrics import Metrics
-from webhook.sync import (
-    GRANT_ANNOTATION,
+from webhook.core.clusterview import ClusterStore, target_from_object
+from webhook.core.conventions import GRANT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.copies import render_copy
+from webhook.core.sync import (
     IMAGE_PULLER_ROLE,
     Action,
     BindImagePuller,
@@ -38,6 +36,8 @@ from webhook.sync import (
     LinkServiceAccount,
     UpdateCopy,
 )
+from webhook.k8s.events import record_event
+from webhook.metrics import Metrics
 
 __all__ = ["apply_action", "apply_grant_action"]
 

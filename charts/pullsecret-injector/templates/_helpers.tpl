@@ -115,7 +115,7 @@ app.kubernetes.io/component: {{ . }}
 {{/*
 What the policy implies for RBAC, as YAML: sourceNamespaces, sourceSecrets (names per
 namespace: the Roles grant only those), managedNames, backfill.
-Mirrors webhook/policy.py: a secret's namespace defaults to defaults.sourceNamespace, its copy
+Mirrors webhook/core/policy.py: a secret's namespace defaults to defaults.sourceNamespace, its copy
 name to its own name; "- corp-pull" is shorthand for {name: corp-pull}.
 */}}
 {{- define "pullsecret-injector.policyFacts" -}}

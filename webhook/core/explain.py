@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from webhook.clusterview import ClusterStore, source_from_object, target_from_object
-from webhook.plan import AdmissionRequest, Plan, plan
-from webhook.policy import Policy
+from webhook.core.clusterview import ClusterStore, source_from_object, target_from_object
+from webhook.core.plan import Plan, plan
+from webhook.core.policy import Policy
+from webhook.core.review import AdmissionRequest
 
 __all__ = ["Explanation", "explain", "load_documents", "render_json", "render_text"]
 

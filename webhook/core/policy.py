@@ -31,8 +31,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from webhook.registry import glob_match, is_valid_glob, normalize_key, parse_schemeless
-from webhook.selectors import OPERATORS, LabelSelector, NamespaceScope, Operator, Requirement
+from webhook.core.registry import glob_match, is_valid_glob, normalize_key, parse_schemeless
+from webhook.core.selectors import OPERATORS, LabelSelector, NamespaceScope, Operator, Requirement
 
 __all__ = [
     "API_VERSION",

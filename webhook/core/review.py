@@ -17,15 +17,16 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
-
-from webhook.plan import AdmissionRequest, JsonPatchOp
 
 __all__ = [
     "ADMISSION_API_VERSION",
+    "AdmissionRequest",
     "AdmissionResponse",
     "AdmissionReviewResponse",
     "BadReview",
+    "JsonPatchOp",
     "allow",
     "decode_request",
     "deny",
@@ -34,6 +35,30 @@ __all__ = [
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 ADMISSION_KIND = "AdmissionReview"
+
+
+class JsonPatchOp(TypedDict):
+    """One RFC 6902 operation; we only ever add."""
+
+    op: Literal["add"]
+    path: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    """The parts of an AdmissionReview request the decision depends on."""
+
+    kind: str
+    """``Pod`` or ``ServiceAccount`` (anything else is ignored)."""
+    operation: str
+    namespace: str
+    """Request namespace: authoritative, also for ``generateName`` pods with no namespace."""
+    object: Mapping[str, Any]
+    old_object: Mapping[str, Any] | None = None
+    sub_resource: str = ""
+    dry_run: bool = False
+    uid: str = ""
 
 
 class Status(TypedDict):

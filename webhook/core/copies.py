@@ -19,20 +19,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.clusterview import (
+from webhook.core.clusterview import ClusterView, SourceSecret
+from webhook.core.conventions import (
     HASH_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    NAMESPACE_NAME_LABEL,
+    RULES_ANNOTATION,
     SOURCE_ANNOTATION,
-    ClusterView,
-    SourceSecret,
 )
-from webhook.dockerconfig import encode_secret_data
-from webhook.policy import Policy, Rule, SecretRef
-from webhook.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
+from webhook.core.dockerconfig import encode_secret_data
+from webhook.core.policy import Policy, Rule, SecretRef
+from webhook.core.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
 
 __all__ = [
-    "RULES_ANNOTATION",
     "CopySpec",
     "applicable_rules",
     "desired_copies",
@@ -41,8 +41,6 @@ __all__ = [
     "render_copy",
 ]
 
-RULES_ANNOTATION = "pullsecret-injector.io/rules"
-NAME_LABEL = "kubernetes.io/metadata.name"
 
 KeyMapping = tuple[tuple[str, str], ...]
 """(key in the source, key in the copy) pairs."""
@@ -78,7 +76,7 @@ def namespace_labels_or_default(
     name label, so an unseen namespace still matches selectors on its name)."""
     labels = view.namespace_labels(namespace)
     if labels is None:
-        return {NAME_LABEL: namespace}, False
+        return {NAMESPACE_NAME_LABEL: namespace}, False
     return labels, True
 
 

@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from webhook.dockerconfig import DockerConfig, InvalidPullSecret, parse_secret
+from webhook.core.conventions import (
+    HASH_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    SOURCE_ANNOTATION,
+)
+from webhook.core.dockerconfig import DockerConfig, InvalidPullSecret, parse_secret
 
 __all__ = [
     "ClusterStore",
@@ -25,11 +31,6 @@ __all__ = [
     "source_from_object",
     "target_from_object",
 ]
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "pullsecret-injector"
-SOURCE_ANNOTATION = "pullsecret-injector.io/source"
-HASH_ANNOTATION = "pullsecret-injector.io/content-hash"
 
 
 @dataclass(frozen=True, slots=True)

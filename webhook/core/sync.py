@@ -21,10 +21,11 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from webhook.clusterview import HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClusterStore
-from webhook.copies import CopySpec, applicable_rules, desired_copies, render_copy
-from webhook.policy import Policy
-from webhook.registry import glob_match
+from webhook.core.clusterview import ClusterStore
+from webhook.core.conventions import HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.copies import CopySpec, applicable_rules, desired_copies, render_copy
+from webhook.core.policy import Policy
+from webhook.core.registry import glob_match
 
 __all__ = [
     "Action",
@@ -206,7 +207,6 @@ def _missing(wanted: Sequence[str], present: Sequence[str]) -> tuple[str, ...]:
 # -- OpenShift: cross-project pulls from the internal registry ---------------------------------
 
 IMAGE_PULLER_ROLE = "system:image-puller"
-GRANT_ANNOTATION = "pullsecret-injector.io/grant"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.clusterview import ClusterView
-from webhook.policy import Policy, Rule
-from webhook.registry import (
+from webhook.core.clusterview import ClusterView
+from webhook.core.policy import Policy, Rule
+from webhook.core.registry import (
     DEFAULT_REGISTRY_KEY,
     BucketKey,
     ParsedURL,

@@ -21,53 +21,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypedDict
+from typing import Any
 
-from webhook.clusterview import ClusterView
-from webhook.copies import CopySpec, desired_copies, namespace_labels_or_default
-from webhook.images import ImageRef, InvalidImageReference, parse_image
-from webhook.matcher import RuleIndex, RuleMatch
-from webhook.policy import Policy, Rule, SecretRef
-from webhook.registry import Keyring, glob_match
+from webhook.core.clusterview import ClusterView
+from webhook.core.conventions import WARNING_PREFIX
+from webhook.core.copies import CopySpec, desired_copies, namespace_labels_or_default
+from webhook.core.images import ImageRef, InvalidImageReference, parse_image
+from webhook.core.matcher import RuleIndex, RuleMatch
+from webhook.core.policy import Policy, Rule, SecretRef
+from webhook.core.registry import Keyring, glob_match
+from webhook.core.review import AdmissionRequest, JsonPatchOp
 
 __all__ = [
-    "AdmissionRequest",
     "ImageDecision",
     "Injection",
-    "JsonPatchOp",
     "Plan",
     "plan",
 ]
 
-WARNING_PREFIX = "pullsecret-injector: "
 MAX_WARNING_LENGTH = 256  # the API server truncates longer admission warnings
 MAX_WARNINGS = 20
 
 CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
-
-
-class JsonPatchOp(TypedDict):
-    """One RFC 6902 operation; we only ever add."""
-
-    op: Literal["add"]
-    path: str
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionRequest:
-    """The parts of an AdmissionReview request the decision depends on."""
-
-    kind: str
-    """``Pod`` or ``ServiceAccount`` (anything else is ignored)."""
-    operation: str
-    namespace: str
-    """Request namespace: authoritative, also for ``generateName`` pods with no namespace."""
-    object: Mapping[str, Any]
-    old_object: Mapping[str, Any] | None = None
-    sub_resource: str = ""
-    dry_run: bool = False
-    uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,7 +570,7 @@ def _append_ops(
 def _deny_message(reasons: Sequence[str]) -> str | None:
     if not reasons:
         return None
-    return "pullsecret-injector: " + "; ".join(dict.fromkeys(reasons))
+    return WARNING_PREFIX + "; ".join(dict.fromkeys(reasons))
 
 
 def _reason(added: Sequence[str], wanted: Sequence[str], images: Sequence[ImageDecision]) -> str:

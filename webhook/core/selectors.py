@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.registry import glob_match
+from webhook.core.registry import glob_match
 
 __all__ = ["LabelSelector", "NamespaceScope", "Requirement"]
 

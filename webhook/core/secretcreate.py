@@ -8,7 +8,7 @@ Two sources:
   ``credsStore``, ``credHelpers``, ``HttpHeaders``, ...; any case, as Go reads them) is a
   ``config.json``, any other object is a ``.dockercfg`` (a bare map of registry entries).
   ``--registry`` patterns keep only part of it, with the semantics of a policy's
-  ``credentialSubset`` (``webhook.copies.grant_subset``): an entry whose key lies inside a
+  ``credentialSubset`` (``webhook.core.copies.grant_subset``): an entry whose key lies inside a
   pattern is kept under its own key; an entry *broader* than a pattern (key ``quay.io``,
   pattern ``quay.io/team``) is re-keyed to the pattern, so the kubelet uses those
   credentials only for what was asked; everything else is dropped;
@@ -33,8 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from webhook.copies import grant_subset
-from webhook.dockerconfig import (
+from webhook.core.copies import grant_subset
+from webhook.core.dockerconfig import (
     DockerConfig,
     Format,
     InvalidPullSecret,
@@ -43,7 +43,7 @@ from webhook.dockerconfig import (
     parse_docker_config,
     parse_secret,
 )
-from webhook.registry import is_valid_glob, normalize_key, parse_schemeless
+from webhook.core.registry import is_valid_glob, normalize_key, parse_schemeless
 
 __all__ = [
     "MAX_SECRET_BYTES",
