@@ -28,7 +28,7 @@ from typing import Any
 
 from webhook.core.clusterview import ClusterStore, source_from_object
 from webhook.core.images import parse_image
-from webhook.core.plan import plan
+from webhook.core.plan import Planner
 from webhook.core.policy import load_policy
 from webhook.core.registry import Keyring, lookup
 from webhook.core.review import AdmissionRequest, allow
@@ -168,7 +168,7 @@ def keyring_case(samples: int) -> str:
     keys += [f"*.team{i}.example.org" for i in range(19)] + ["https://index.docker.io/v1/"]
     refs = [f"registry-{i * 23}.example.com/app-{i}:1" for i in range(15)]
     refs += [f"x.team{i}.example.org/y" for i in range(3)] + ["nginx", "quay.io/a/b"]
-    lookup(keys, "warm.example.com/x")  # index the key set once, as plan() does per secret set
+    lookup(keys, "warm.example.com/x")  # index the key set once, as a Planner does per secret set
     warm = measure(lambda i: [lookup(keys, parse_image(r).repository) for r in refs], samples)
     cold = measure(lambda i: Keyring(keys).lookup("docker.io/library/nginx"), 200)
     return (
@@ -185,9 +185,10 @@ def run_case(containers: int, rules: int, keys: int, samples: int) -> str:
     warm_requests = [
         AdmissionRequest("Pod", "CREATE", "team-a", r["request"]["object"]) for r in warm_reviews
     ]
+    planner = Planner(policy, store)  # what the backend's PlannerSlot holds between edits
     for request in warm_requests:  # fill the memo: the steady state of a cluster
-        plan(policy, request, store)
-    warm = measure(lambda i: plan(policy, warm_requests[i % 200], store), samples)
+        planner.plan(request)
+    warm = measure(lambda i: planner.plan(warm_requests[i % 200]), samples)
     # every cold request names repositories no earlier decision has seen
     cold_requests = [
         _fresh(
@@ -198,7 +199,7 @@ def run_case(containers: int, rules: int, keys: int, samples: int) -> str:
         )
         for s in range(min(samples, 1500))
     ]
-    cold = measure(lambda i: plan(policy, cold_requests[i], store), len(cold_requests))
+    cold = measure(lambda i: planner.plan(cold_requests[i]), len(cold_requests))
     floor = measure(
         lambda i: json.dumps(allow(json.loads(warm_bodies[i % 200])["request"]["uid"])), samples
     )

@@ -194,7 +194,7 @@ def test_an_internal_error_admits_unchanged_with_a_warning(
     def explode(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("webhook.http.admission.plan", explode)
+    monkeypatch.setattr("webhook.core.plan.Planner.plan", explode)
     answer = post(client, review(pod("registry.example.com/app"))).get_json()["response"]
     assert answer["allowed"] is True
     assert "patch" not in answer

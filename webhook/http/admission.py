@@ -16,8 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from webhook.core.plan import Plan, plan
-from webhook.core.policy import Policy
+from webhook.core.plan import Plan, Planner
 from webhook.core.review import AdmissionRequest, BadReview, allow, decode_request, deny, read_uid
 from webhook.http.backend import AdmissionBackend
 from webhook.metrics import Metrics
@@ -71,11 +70,11 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
     kind, operation = request_.kind, request_.operation
     result = "error"
     try:
-        policy = backend.policy()
-        if policy is None:
+        planner = backend.planner()
+        if planner is None:
             result = "no_policy"
             return 200, allow(uid, warnings=[NO_POLICY_WARNING])
-        decided = _decide(backend, policy, request_)
+        decided = _decide(backend, planner, request_)
         warnings = list(decided.warnings)
         if decided.deny:
             result = "denied"
@@ -101,16 +100,16 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
         metrics.admission_seconds.labels(kind, operation).observe(time.perf_counter() - started)
 
 
-def _decide(backend: AdmissionBackend, policy: Policy, request_: AdmissionRequest) -> Plan:
-    decided = plan(policy, request_, backend.view)
+def _decide(backend: AdmissionBackend, planner: Planner, request_: AdmissionRequest) -> Plan:
+    decided = planner.plan(request_)
     # The scan over rules runs only for a namespace the watch has not delivered yet (rare):
     # per review it would make every admission cost O(rules).
     if (
         not decided.namespace_known
-        and any(rule.namespaces.needs_labels for rule in policy.rules)
+        and any(rule.namespaces.needs_labels for rule in planner.policy.rules)
         and backend.refresh_namespace(decided.namespace)
     ):
-        decided = plan(policy, request_, backend.view)
+        decided = planner.plan(request_)
     return decided
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from webhook.core.clusterview import ClusterStore, ClusterView
-from webhook.core.plan import Plan
+from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 
 __all__ = ["AdmissionBackend", "StaticBackend"]
@@ -25,6 +25,10 @@ class AdmissionBackend(Protocol):
 
     def policy(self) -> Policy | None:
         """The policy in force, or ``None`` before a valid one has loaded."""
+        ...
+
+    def planner(self) -> Planner | None:
+        """Decisions for the policy in force and the current view (``None``: no policy)."""
         ...
 
     def refresh_namespace(self, namespace: str) -> bool:
@@ -47,6 +51,7 @@ class StaticBackend:
     current_policy: Policy | None
     store: ClusterStore = field(default_factory=ClusterStore)
     ensured: list[str] = field(default_factory=list)
+    planners: PlannerSlot = field(default_factory=PlannerSlot)
 
     @property
     def view(self) -> ClusterView:
@@ -54,6 +59,11 @@ class StaticBackend:
 
     def policy(self) -> Policy | None:
         return self.current_policy
+
+    def planner(self) -> Planner | None:
+        if self.current_policy is None:
+            return None
+        return self.planners.get(self.current_policy, self.store)
 
     def refresh_namespace(self, namespace: str) -> bool:
         return self.store.namespace_labels(namespace) is not None

@@ -33,7 +33,7 @@ from webhook.core.clusterview import (
     source_from_object,
     target_from_object,
 )
-from webhook.core.plan import Plan
+from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy, PolicyInvalid, load_policy
 from webhook.k8s import client as k8s_client
 from webhook.k8s.copier import create_copies
@@ -416,6 +416,7 @@ class LiveBackend:
         self.state = state
         self.settings = settings
         self.metrics = metrics
+        self.planners = PlannerSlot()
 
     @classmethod
     def start(cls, settings: Settings, metrics: Metrics) -> LiveBackend:
@@ -435,6 +436,10 @@ class LiveBackend:
 
     def policy(self) -> Policy | None:
         return self.state.policy()
+
+    def planner(self) -> Planner | None:
+        policy = self.state.policy()
+        return None if policy is None else self.planners.get(policy, self.state.store)
 
     def readiness(self) -> tuple[bool, str]:
         ready, why = self.state.readiness()
