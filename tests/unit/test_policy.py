@@ -319,6 +319,14 @@ INVALID = [
         id="a misspelt selector field",
     ),
     pytest.param(
+        rule("name: a, secrets: [s], namespaces: {selector: {team: payments}}"),
+        [
+            "rules[0].namespaces.selector.team: unknown field "
+            "(did you mean matchLabels: {team: payments}?)",
+        ],
+        id="labels written straight under selector point at matchLabels",
+    ),
+    pytest.param(
         rule("name: a, secrets: [s], namespaces: {selector: [x]}"),
         ["rules[0].namespaces.selector: must be a mapping, not a list"],
         id="a selector that is a list",

@@ -375,6 +375,12 @@ FILE_ERRORS = [
         "--registry 'quay..io' is not a registry",
         id="a --registry with an empty host label",
     ),
+    pytest.param(
+        QUAY_AND_REDHAT,
+        ["quay[.]io"],
+        "--registry 'quay[.]io': brackets may only enclose an IPv6 address",
+        id="a --registry with brackets outside an IPv6 literal (the policy's own rule)",
+    ),
 ]
 
 

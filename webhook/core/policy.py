@@ -23,19 +23,20 @@ Example::
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
 
-from webhook.core.registry import glob_match, is_valid_glob, normalize_key, parse_schemeless
+from webhook.core.names import DNS1123_LABEL, DNS1123_SUBDOMAIN, is_label_key, is_label_value
+from webhook.core.registry import InvalidPattern, check_pattern, glob_match, is_valid_glob
 from webhook.core.selectors import OPERATORS, LabelSelector, NamespaceScope, Operator, Requirement
+from webhook.core.validation import Located, PolicyError, join_path, kind_of
 
 __all__ = [
     "API_VERSION",
+    "FIELDS",
     "KIND",
     "OPENSHIFT_INTERNAL_REGISTRY",
     "ImagePullerGrant",
@@ -54,22 +55,27 @@ KIND = "PullSecretPolicy"
 
 FailureAction = Literal["Warn", "Deny"]
 
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyError:
-    """One located validation problem."""
-
-    path: str
-    """Where: ``rules[2].registries[0]``; ``(yaml)`` for a syntax error."""
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+FIELDS: Mapping[str, tuple[str, ...]] = {
+    "policy": ("apiVersion", "kind", "defaults", "rules", "imagePullerGrants"),
+    "defaults": ("sourceNamespace", "namespaces", "internalRegistry"),
+    "rule": (
+        "name",
+        "registries",
+        "secrets",
+        "namespaces",
+        "serviceAccounts",
+        "credentialSubset",
+        "onFailure",
+    ),
+    "secret": ("name", "namespace", "targetName"),
+    "namespaces": ("include", "exclude", "selector"),
+    "selector": ("matchLabels", "matchExpressions"),
+    "matchExpression": ("key", "operator", "values"),
+    "serviceAccounts": ("names", "backfill"),
+    "imagePullerGrant": ("name", "imageProjects", "pullers", "serviceAccount"),
+}
+"""Every object of the schema and the keys it allows, declared once (docs and chart tests
+read this table; unknown keys are errors)."""
 
 
 class PolicyInvalid(ValueError):
@@ -203,106 +209,19 @@ def load_policy(text: str, generation: str = "") -> Policy:
 
 def parse_policy(document: object, generation: str = "") -> tuple[Policy | None, list[PolicyError]]:
     """Validate a decoded document; return the policy (only when error-free) and the errors."""
-    checker = _Checker()
+    checker = _PolicyWalk()
     policy = checker.policy(document, generation)
     return (policy if not checker.errors else None), checker.errors
 
 
-T = TypeVar("T")
-
-
-class _Checker:
+class _PolicyWalk(Located):
     """Walks the document once, recording errors and building dataclasses as it goes."""
-
-    def __init__(self) -> None:
-        self.errors: list[PolicyError] = []
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(PolicyError(path or "(root)", message))
-
-    # -- generic shape helpers -------------------------------------------------------------
-
-    def mapping(self, value: object, path: str, allowed: Sequence[str] | None) -> Mapping[str, Any]:
-        """``allowed=None`` accepts any keys (label maps); otherwise unknown keys are errors."""
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.error(path, f"must be a mapping, not {_kind(value)}")
-            return {}
-        if allowed is None:
-            return value
-        for key in value:
-            if key not in allowed:
-                hint = _closest(str(key), allowed)
-                self.error(
-                    _join(path, str(key)),
-                    "unknown field" + (f" (did you mean {hint!r}?)" if hint else ""),
-                )
-        return value
-
-    def sequence(self, value: object, path: str) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(path, f"must be a list, not {_kind(value)}")
-            return []
-        return value
-
-    def string(
-        self,
-        value: object,
-        path: str,
-        pattern: re.Pattern[str] | None = None,
-        what: str = "",
-        max_length: int = 253,
-    ) -> str | None:
-        if not isinstance(value, str) or value == "":
-            self.error(
-                path,
-                "must be a non-empty string"
-                if value in (None, "")
-                else f"must be a string, not {_kind(value)}",
-            )
-            return None
-        if len(value) > max_length:
-            self.error(path, f"must be at most {max_length} characters")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.error(path, f"{value!r} is not a valid {what}")
-            return None
-        return value
-
-    def boolean(self, value: object, path: str, default: bool) -> bool:
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.error(path, f"must be true or false, not {_kind(value)}")
-            return default
-        return value
-
-    def strings(
-        self, value: object, path: str, check: Callable[[str, str], str | None]
-    ) -> tuple[str, ...]:
-        out: list[str] = []
-        for index, item in enumerate(self.sequence(value, path)):
-            item_path = f"{path}[{index}]"
-            if not isinstance(item, str) or not item:
-                self.error(item_path, "must be a non-empty string")
-                continue
-            checked = check(item, item_path)
-            if checked is not None:
-                out.append(checked)
-        return tuple(out)
-
-    # -- the schema ------------------------------------------------------------------------
 
     def policy(self, document: object, generation: str) -> Policy:
         if document is None:
             self.error("(root)", "the policy is empty")
             return Policy(generation=generation)
-        top = self.mapping(
-            document, "", ("apiVersion", "kind", "defaults", "rules", "imagePullerGrants")
-        )
+        top = self.mapping(document, "", FIELDS["policy"])
         if not top and isinstance(document, Mapping):
             self.error("(root)", "the policy is empty")
         if isinstance(document, Mapping):
@@ -310,9 +229,7 @@ class _Checker:
                 self.error("apiVersion", f"must be {API_VERSION!r}, got {top.get('apiVersion')!r}")
             if top.get("kind") != KIND:
                 self.error("kind", f"must be {KIND!r}, got {top.get('kind')!r}")
-        defaults = self.mapping(
-            top.get("defaults"), "defaults", ("sourceNamespace", "namespaces", "internalRegistry")
-        )
+        defaults = self.mapping(top.get("defaults"), "defaults", FIELDS["defaults"])
         internal_registry = OPENSHIFT_INTERNAL_REGISTRY
         if defaults.get("internalRegistry") is not None:
             checked = self.registry_pattern_value(
@@ -326,7 +243,7 @@ class _Checker:
                 self.string(
                     defaults["sourceNamespace"],
                     "defaults.sourceNamespace",
-                    _DNS1123_LABEL,
+                    DNS1123_LABEL,
                     "namespace name",
                     63,
                 )
@@ -361,37 +278,37 @@ class _Checker:
         names: set[str] = set()
         for index, raw in enumerate(self.sequence(value, path)):
             item = f"{path}[{index}]"
-            body = self.mapping(raw, item, ("name", "imageProjects", "pullers", "serviceAccount"))
+            body = self.mapping(raw, item, FIELDS["imagePullerGrant"])
             if not isinstance(raw, Mapping):
                 continue
             before = len(self.errors)
             name = self.string(
                 body.get("name"),
-                _join(item, "name"),
-                _DNS1123_LABEL,
+                join_path(item, "name"),
+                DNS1123_LABEL,
                 "grant name (a DNS label)",
                 63,
             )
             projects = self.strings(
-                body.get("imageProjects"), _join(item, "imageProjects"), self.name_glob
+                body.get("imageProjects"), join_path(item, "imageProjects"), self.name_glob
             )
             if not projects:
                 self.error(
-                    _join(item, "imageProjects"), "at least one project (name glob) is required"
+                    join_path(item, "imageProjects"), "at least one project (name glob) is required"
                 )
             if body.get("pullers") is None:
-                self.error(_join(item, "pullers"), "is required: which projects may pull")
-            pullers = self.scope(body.get("pullers"), _join(item, "pullers"))
+                self.error(join_path(item, "pullers"), "is required: which projects may pull")
+            pullers = self.scope(body.get("pullers"), join_path(item, "pullers"))
             account = None
             if body.get("serviceAccount") is not None:
                 account = self.string(
                     body["serviceAccount"],
-                    _join(item, "serviceAccount"),
-                    _DNS1123_SUBDOMAIN,
+                    join_path(item, "serviceAccount"),
+                    DNS1123_SUBDOMAIN,
                     "ServiceAccount name",
                 )
             if name in names:
-                self.error(_join(item, "name"), f"duplicate grant name {name!r}")
+                self.error(join_path(item, "name"), f"duplicate grant name {name!r}")
             if len(self.errors) == before and name is not None:
                 names.add(name)
                 out.append(ImagePullerGrant(name, projects, pullers, account))
@@ -400,50 +317,40 @@ class _Checker:
     def rule(
         self, raw: object, path: str, default_source: str | None, default_scope: NamespaceScope
     ) -> Rule | None:
-        body = self.mapping(
-            raw,
-            path,
-            (
-                "name",
-                "registries",
-                "secrets",
-                "namespaces",
-                "serviceAccounts",
-                "credentialSubset",
-                "onFailure",
-            ),
-        )
+        body = self.mapping(raw, path, FIELDS["rule"])
         if not isinstance(raw, Mapping):
             return None
         errors_before = len(self.errors)
         name = self.string(
-            body.get("name"), _join(path, "name"), _DNS1123_LABEL, "rule name (a DNS label)", 63
+            body.get("name"), join_path(path, "name"), DNS1123_LABEL, "rule name (a DNS label)", 63
         )
         registries = self.strings(
-            body.get("registries"), _join(path, "registries"), self.registry_pattern
+            body.get("registries"), join_path(path, "registries"), self.registry_pattern
         )
-        secrets = self.secrets(body.get("secrets"), _join(path, "secrets"), default_source)
+        secrets = self.secrets(body.get("secrets"), join_path(path, "secrets"), default_source)
         scope = (
-            self.scope(body["namespaces"], _join(path, "namespaces"))
+            self.scope(body["namespaces"], join_path(path, "namespaces"))
             if body.get("namespaces") is not None
             else default_scope
         )
         accounts = self.service_accounts(
-            body.get("serviceAccounts"), _join(path, "serviceAccounts")
+            body.get("serviceAccounts"), join_path(path, "serviceAccounts")
         )
-        subset = self.boolean(body.get("credentialSubset"), _join(path, "credentialSubset"), False)
+        subset = self.boolean(
+            body.get("credentialSubset"), join_path(path, "credentialSubset"), False
+        )
         if subset and not registries and "registries" not in body:
             self.error(
-                _join(path, "credentialSubset"),
+                join_path(path, "credentialSubset"),
                 "needs registries: without them every auths entry is granted",
             )
         raw_failure = body.get("onFailure") or "Warn"
         on_failure: FailureAction = "Deny" if raw_failure == "Deny" else "Warn"
         if raw_failure not in ("Warn", "Deny"):
-            self.error(_join(path, "onFailure"), f"must be Warn or Deny, got {raw_failure!r}")
+            self.error(join_path(path, "onFailure"), f"must be Warn or Deny, got {raw_failure!r}")
         if "registries" in body and not registries and len(self.errors) == errors_before:
             self.error(
-                _join(path, "registries"),
+                join_path(path, "registries"),
                 "is empty; omit it to match with the secrets' own auths keys",
             )
         if len(self.errors) != errors_before or name is None:
@@ -459,38 +366,12 @@ class _Checker:
         )
 
     def registry_pattern(self, value: str, path: str) -> str | None:
-        if "?" in value or "#" in value:
-            self.error(
-                path,
-                f"{value!r}: '?' and '#' end a URL's host or path for the kubelet, so the "
-                "pattern would mean less than it says; use '*' or a character class",
-            )
+        try:
+            check_pattern(value)
+        except InvalidPattern as exc:
+            self.error(path, str(exc))
             return None
-        normalized = normalize_key(value)
-        parsed = parse_schemeless(normalized) if normalized is not None else None
-        host = value.split("://", 1)[-1].split("/", 1)[0]
-        if normalized is None and "[" in host and not host.startswith("["):
-            self.error(
-                path,
-                f"{value!r}: brackets may only enclose an IPv6 address; the kubelet skips "
-                "keys with character classes, so use '*' instead",
-            )
-            return None
-        if normalized is None or parsed is None or not all(parsed.labels):
-            self.error(path, f"{value!r} is not a registry pattern (host[:port][/path])")
-            return None
-        bad = [label for label in parsed.labels if not is_valid_glob(label)]
-        if bad:
-            self.error(path, f"{value!r}: malformed glob in host label {bad[0]!r}")
-            return None
-        if any(c in parsed.path for c in "*?["):
-            self.error(
-                path,
-                f"{value!r}: globs are only allowed in the host, not the path "
-                "(the kubelet matches the path as a plain prefix)",
-            )
-            return None
-        return value
+        return value  # kept as written: explain and metrics show the operator's own text
 
     def secrets(
         self, value: object, path: str, default_source: str | None
@@ -502,32 +383,32 @@ class _Checker:
         for index, item in enumerate(items):
             item_path = f"{path}[{index}]"
             raw = {"name": item} if isinstance(item, str) else item  # "- corp-pull" shorthand
-            body = self.mapping(raw, item_path, ("name", "namespace", "targetName"))
+            body = self.mapping(raw, item_path, FIELDS["secret"])
             if not isinstance(raw, Mapping):
                 continue
             name = self.string(
-                body.get("name"), _join(item_path, "name"), _DNS1123_SUBDOMAIN, "Secret name"
+                body.get("name"), join_path(item_path, "name"), DNS1123_SUBDOMAIN, "Secret name"
             )
             namespace = default_source
             if body.get("namespace") is not None:
                 namespace = self.string(
                     body["namespace"],
-                    _join(item_path, "namespace"),
-                    _DNS1123_LABEL,
+                    join_path(item_path, "namespace"),
+                    DNS1123_LABEL,
                     "namespace name",
                     63,
                 )
             elif default_source is None:
                 self.error(
-                    _join(item_path, "namespace"),
+                    join_path(item_path, "namespace"),
                     "is required when defaults.sourceNamespace is not set",
                 )
             target = name
             if body.get("targetName") is not None:
                 target = self.string(
                     body["targetName"],
-                    _join(item_path, "targetName"),
-                    _DNS1123_SUBDOMAIN,
+                    join_path(item_path, "targetName"),
+                    DNS1123_SUBDOMAIN,
                     "Secret name",
                 )
             if name and namespace and target:
@@ -535,14 +416,14 @@ class _Checker:
         return tuple(refs)
 
     def scope(self, value: object, path: str) -> NamespaceScope:
-        body = self.mapping(value, path, ("include", "exclude", "selector"))
-        include = self.strings(body.get("include"), _join(path, "include"), self.name_glob)
+        body = self.mapping(value, path, FIELDS["namespaces"])
+        include = self.strings(body.get("include"), join_path(path, "include"), self.name_glob)
         if body.get("include") == []:
-            self.error(_join(path, "include"), "is empty, so the rule reaches no namespace")
-        exclude = self.strings(body.get("exclude"), _join(path, "exclude"), self.name_glob)
+            self.error(join_path(path, "include"), "is empty, so the rule reaches no namespace")
+        exclude = self.strings(body.get("exclude"), join_path(path, "exclude"), self.name_glob)
         selector = None
         if body.get("selector") is not None:
-            selector = self.selector(body["selector"], _join(path, "selector"))
+            selector = self.selector(body["selector"], join_path(path, "selector"))
         return NamespaceScope(include=include or ("*",), exclude=exclude, selector=selector)
 
     def name_glob(self, value: str, path: str) -> str | None:
@@ -552,77 +433,93 @@ class _Checker:
         return value
 
     def selector(self, value: object, path: str) -> LabelSelector:
-        body = self.mapping(value, path, ("matchLabels", "matchExpressions"))
+        body = self.selector_body(value, path)
         requirements: list[Requirement] = []
-        labels = self.mapping(body.get("matchLabels"), _join(path, "matchLabels"), None)
+        labels = self.mapping(body.get("matchLabels"), join_path(path, "matchLabels"), None)
         for key, label_value in labels.items():
-            key_path = _join(_join(path, "matchLabels"), str(key))
+            key_path = join_path(join_path(path, "matchLabels"), str(key))
             if self.label_key(key, key_path) and self.label_value(label_value, key_path):
                 requirements.append(Requirement(str(key), "In", frozenset({str(label_value)})))
         for index, raw in enumerate(
-            self.sequence(body.get("matchExpressions"), _join(path, "matchExpressions"))
+            self.sequence(body.get("matchExpressions"), join_path(path, "matchExpressions"))
         ):
-            expr_path = f"{_join(path, 'matchExpressions')}[{index}]"
-            expr = self.mapping(raw, expr_path, ("key", "operator", "values"))
+            expr_path = f"{join_path(path, 'matchExpressions')}[{index}]"
+            expr = self.mapping(raw, expr_path, FIELDS["matchExpression"])
             if not isinstance(raw, Mapping):
                 continue
             expr_key = expr.get("key")
             operator = _operator(expr.get("operator"))
-            values = self.sequence(expr.get("values"), _join(expr_path, "values"))
-            ok = self.label_key(expr_key, _join(expr_path, "key"))
+            values = self.sequence(expr.get("values"), join_path(expr_path, "values"))
+            ok = self.label_key(expr_key, join_path(expr_path, "key"))
             if operator is None:
                 self.error(
-                    _join(expr_path, "operator"),
+                    join_path(expr_path, "operator"),
                     f"must be one of {', '.join(OPERATORS)}, got {expr.get('operator')!r}",
                 )
                 ok = False
             elif operator in ("In", "NotIn") and not values:
-                self.error(_join(expr_path, "values"), f"must be non-empty for {operator}")
+                self.error(join_path(expr_path, "values"), f"must be non-empty for {operator}")
                 ok = False
             elif operator in ("Exists", "DoesNotExist") and values:
-                self.error(_join(expr_path, "values"), f"must be empty for {operator}")
+                self.error(join_path(expr_path, "values"), f"must be empty for {operator}")
                 ok = False
             for value_index, item in enumerate(values):
-                ok = self.label_value(item, f"{_join(expr_path, 'values')}[{value_index}]") and ok
+                ok = (
+                    self.label_value(item, f"{join_path(expr_path, 'values')}[{value_index}]")
+                    and ok
+                )
             if ok and operator is not None:
                 requirements.append(
                     Requirement(str(expr_key), operator, frozenset(str(v) for v in values))
                 )
         return LabelSelector(tuple(requirements))
 
+    def selector_body(self, value: object, path: str) -> Mapping[str, Any]:
+        """A selector, with a hint when labels were written where ``matchLabels`` belongs."""
+        allowed = FIELDS["selector"]
+        looks_like_labels = (
+            isinstance(value, Mapping)
+            and bool(value)
+            and not any(key in allowed for key in value)
+            and all(isinstance(v, str | int) for v in value.values())
+        )
+        if isinstance(value, Mapping) and looks_like_labels:
+            example = ", ".join(f"{k}: {v}" for k, v in list(value.items())[:2])
+            for key in value:
+                self.error(
+                    join_path(path, str(key)),
+                    f"unknown field (did you mean matchLabels: {{{example}}}?)",
+                )
+            return {}
+        return self.mapping(value, path, allowed)
+
     def label_key(self, key: object, path: str) -> bool:
         if not isinstance(key, str) or not key:
             self.error(path, "label key must be a non-empty string")
             return False
-        prefix, slash, name = key.rpartition("/")
-        if (
-            (
-                slash
-                and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix))
-            )
-            or len(name) > 63
-            or not _LABEL_NAME.fullmatch(name)
-        ):
+        if not is_label_key(key):
             self.error(path, f"{key!r} is not a valid label key")
             return False
         return True
 
     def label_value(self, value: object, path: str) -> bool:
         if isinstance(value, bool) or not isinstance(value, str | int):
-            self.error(path, f"label value must be a string, not {_kind(value)}")
+            self.error(path, f"label value must be a string, not {kind_of(value)}")
             return False
         text = str(value)
-        if len(text) > 63 or not _LABEL_VALUE.fullmatch(text):
+        if not is_label_value(text):
             self.error(path, f"{text!r} is not a valid label value")
             return False
         return True
 
     def service_accounts(self, value: object, path: str) -> ServiceAccountScope:
-        body = self.mapping(value, path, ("names", "backfill"))
-        names = self.strings(body.get("names"), _join(path, "names"), self.name_glob)
-        backfill = self.boolean(body.get("backfill"), _join(path, "backfill"), False)
+        body = self.mapping(value, path, FIELDS["serviceAccounts"])
+        names = self.strings(body.get("names"), join_path(path, "names"), self.name_glob)
+        backfill = self.boolean(body.get("backfill"), join_path(path, "backfill"), False)
         if backfill and not names:
-            self.error(_join(path, "backfill"), "needs names: which ServiceAccounts to backfill")
+            self.error(
+                join_path(path, "backfill"), "needs names: which ServiceAccounts to backfill"
+            )
         return ServiceAccountScope(names=names, backfill=backfill)
 
     def cross_rule_checks(self, rules: Sequence[tuple[int, Rule]]) -> None:
@@ -645,25 +542,3 @@ class _Checker:
 
 def _operator(value: object) -> Operator | None:
     return next((op for op in OPERATORS if op == value), None)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _kind(value: object) -> str:
-    names = {
-        dict: "a mapping",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _closest(key: str, allowed: Sequence[str]) -> str | None:
-    matches = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    return matches[0] if matches else None

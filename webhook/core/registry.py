@@ -30,10 +30,12 @@ from urllib.parse import unquote
 
 __all__ = [
     "DEFAULT_REGISTRY_KEY",
+    "InvalidPattern",
     "Keyring",
     "ParsedURL",
     "bucket_key",
     "candidate_buckets",
+    "check_pattern",
     "glob_match",
     "is_default_registry_match",
     "lookup",
@@ -342,6 +344,44 @@ def patterns_match(glob_url: ParsedURL, target_url: ParsedURL) -> bool:
         glob_match(glob, label)
         for glob, label in zip(glob_url.labels, target_url.labels, strict=True)
     )
+
+
+class InvalidPattern(ValueError):
+    """A registry pattern the kubelet would skip, or read as meaning something else."""
+
+
+def check_pattern(value: str) -> str:
+    """Validate a registry pattern and return it normalised (as the kubelet keys it).
+
+    One validator for every place a user writes a registry (policy ``registries`` and
+    ``internalRegistry``, ``secret create --server/--registry``): ``host[:port][/path]``, a
+    scheme and a leading ``/v1/`` or ``/v2/`` accepted and dropped, globs in host labels only.
+    The message of ``InvalidPattern`` starts with the value; callers add where it came from.
+    """
+    if "?" in value or "#" in value:
+        raise InvalidPattern(
+            f"{value!r}: '?' and '#' end a URL's host or path for the kubelet, so the "
+            "pattern would mean less than it says; use '*' or a character class"
+        )
+    normalized = normalize_key(value)
+    parsed = parse_schemeless(normalized) if normalized is not None else None
+    host = value.split("://", 1)[-1].split("/", 1)[0]
+    if normalized is None and "[" in host and not host.startswith("["):
+        raise InvalidPattern(
+            f"{value!r}: brackets may only enclose an IPv6 address; the kubelet skips "
+            "keys with character classes, so use '*' instead"
+        )
+    if normalized is None or parsed is None or not all(parsed.labels):
+        raise InvalidPattern(f"{value!r} is not a registry pattern (host[:port][/path])")
+    bad = [label for label in parsed.labels if not is_valid_glob(label)]
+    if bad:
+        raise InvalidPattern(f"{value!r}: malformed glob in host label {bad[0]!r}")
+    if any(c in parsed.path for c in "*?["):
+        raise InvalidPattern(
+            f"{value!r}: globs are only allowed in the host, not the path "
+            "(the kubelet matches the path as a plain prefix)"
+        )
+    return normalized
 
 
 def is_default_registry_match(repository: str) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,7 +42,8 @@ from webhook.core.dockerconfig import (
     parse_docker_config,
     parse_secret,
 )
-from webhook.core.registry import is_valid_glob, normalize_key, parse_schemeless
+from webhook.core.names import is_dns_label, is_dns_subdomain
+from webhook.core.registry import InvalidPattern, check_pattern, normalize_key
 
 __all__ = [
     "MAX_SECRET_BYTES",
@@ -77,8 +77,6 @@ _CONFIG_JSON_FIELDS = frozenset(
 
 _CREDENTIAL_FIELDS = ("auth", "username", "password")
 _TOKEN_FIELDS = ("identitytoken", "registrytoken")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class SecretCreateError(ValueError):
@@ -171,26 +169,11 @@ def _go_field(document: Mapping[str, Any], name: str) -> Any:
 
 
 def registry_pattern(value: str, what: str = "--registry") -> str:
-    """Check a registry pattern (``host[:port][/path]``, globs in host labels only; a scheme
-    and a leading ``/v1/``/``/v2/`` are accepted and dropped) and return it normalised."""
-    if "?" in value or "#" in value:
-        raise SecretCreateError(
-            f"{what} {value!r}: '?' and '#' end a URL's host or path for the kubelet; "
-            "use '*' or a character class"
-        )
-    normalized = normalize_key(value)
-    parsed = parse_schemeless(normalized) if normalized is not None else None
-    if normalized is None or parsed is None or not all(parsed.labels):
-        raise SecretCreateError(f"{what} {value!r} is not a registry (host[:port][/path])")
-    bad = [label for label in parsed.labels if not is_valid_glob(label)]
-    if bad:
-        raise SecretCreateError(f"{what} {value!r}: malformed glob in host label {bad[0]!r}")
-    if any(c in parsed.path for c in "*?["):
-        raise SecretCreateError(
-            f"{what} {value!r}: globs are only allowed in the host, not the path "
-            "(the kubelet matches the path as a plain prefix)"
-        )
-    return normalized
+    """``check_pattern`` with the command-line flag named in the error."""
+    try:
+        return check_pattern(value)
+    except InvalidPattern as exc:
+        raise SecretCreateError(f"{what} {exc}") from None
 
 
 def from_docker_config(
@@ -381,12 +364,12 @@ def _build(
 
 
 def _check_name(name: str, namespace: str | None) -> None:
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+    if not is_dns_subdomain(name):
         raise SecretCreateError(
             f"--name {name!r} is not a valid Secret name (lower-case DNS subdomain: "
             "a-z, 0-9, '-' and '.', at most 253 characters)"
         )
-    if namespace and (len(namespace) > 63 or not _DNS1123_LABEL.fullmatch(namespace)):
+    if namespace and not is_dns_label(namespace):
         raise SecretCreateError(
             f"--namespace {namespace!r} is not a valid namespace name (lower-case DNS label: "
             "a-z, 0-9 and '-', at most 63 characters)"
