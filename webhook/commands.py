@@ -229,7 +229,7 @@ def _warn(warnings: Iterable[str]) -> None:
 
 
 def _apply(args: argparse.Namespace, built: Built) -> int:
-    from webhook.k8s.apply import ApplyError, apply_secret, connect  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, apply_secret, connect  # noqa: PLC0415
 
     try:
         cluster = connect(args.kubeconfig, args.context)

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure", "get_logger"]
+__all__ = ["JsonFormatter", "configure"]
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -55,7 +55,3 @@ def configure(level: str = "INFO") -> None:
     # The kubernetes client logs request bodies at DEBUG (they contain Secret data).
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)

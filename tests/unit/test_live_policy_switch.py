@@ -32,6 +32,7 @@ class StandInWatch:
     def __init__(self, name: str) -> None:
         self.name = name
         self.synced = threading.Event()
+        self.last_error = ""
         self.stopped = False
 
     def start(self) -> StandInWatch:
@@ -42,16 +43,15 @@ class StandInWatch:
 
 
 @pytest.fixture
-def state(monkeypatch: pytest.MonkeyPatch) -> tuple[LiveState, dict[str, StandInWatch]]:
+def state() -> tuple[LiveState, dict[str, StandInWatch]]:
     watches: dict[str, StandInWatch] = {}
 
-    def stand_in(self: LiveState, name: str, *_: Callable[..., Any]) -> StandInWatch:
+    def stand_in(name: str, *_: Callable[..., Any], **__: Any) -> StandInWatch:
         watches[name] = StandInWatch(name)
         return watches[name]
 
-    monkeypatch.setattr(LiveState, "_reflector", stand_in)
     settings = Settings(policy_namespace="psi", policy_configmap="policy")
-    live_state = LiveState(settings, Metrics(), api=None)
+    live_state = LiveState(settings, Metrics(), api=None, reflectors=stand_in)
     assert live_state.apply_policy_text(_synced_at_once(watches, OLD), "1")
     return live_state, watches
 

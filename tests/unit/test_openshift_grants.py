@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from webhook.core.clusterview import ClusterStore
-from webhook.core.plan import plan
-from webhook.core.policy import PolicyInvalid, load_policy
-from webhook.core.review import AdmissionRequest
-from webhook.core.sync import (
+from webhook.core.grants import (
     BindImagePuller,
     RoleBindingState,
     UnbindImagePuller,
     grant_actions,
     role_binding_state,
 )
+from webhook.core.plan import plan
+from webhook.core.policy import PolicyInvalid, load_policy
+from webhook.core.review import AdmissionRequest
 
 HEAD = "apiVersion: pullsecret-injector.io/v1\nkind: PullSecretPolicy\nrules: []\n"
 INTERNAL = "image-registry.openshift-image-registry.svc:5000"

@@ -864,7 +864,7 @@ def existing(built: Built, data: str = "e30=", version: str = "7") -> dict[str, 
 
 
 def test_a_concurrent_change_is_read_again_and_the_replace_retried_on_the_new_version() -> None:
-    from webhook.k8s.apply import _apply  # noqa: PLC0415
+    from webhook.k8s.secretcreate import _apply  # noqa: PLC0415
 
     built = robot_secret()
     core = ScriptedCore(
@@ -882,7 +882,7 @@ def test_a_concurrent_change_is_read_again_and_the_replace_retried_on_the_new_ve
 
 
 def test_a_secret_deleted_between_create_and_read_is_created_again() -> None:
-    from webhook.k8s.apply import _apply  # noqa: PLC0415
+    from webhook.k8s.secretcreate import _apply  # noqa: PLC0415
 
     built = robot_secret()
     core = ScriptedCore(create=[api_error(409), {}], read=[api_error(404)])
@@ -891,7 +891,7 @@ def test_a_secret_deleted_between_create_and_read_is_created_again() -> None:
 
 
 def test_equal_data_is_not_written_again() -> None:
-    from webhook.k8s.apply import _apply  # noqa: PLC0415
+    from webhook.k8s.secretcreate import _apply  # noqa: PLC0415
 
     built = robot_secret()
     same = existing(built, data=built.manifest["data"][".dockerconfigjson"])
@@ -901,7 +901,7 @@ def test_equal_data_is_not_written_again() -> None:
 
 
 def test_api_messages_are_reported_with_every_credential_redacted() -> None:
-    from webhook.k8s.apply import ApplyError, _apply  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, _apply  # noqa: PLC0415
 
     built = robot_secret()
     data = built.manifest["data"][".dockerconfigjson"]
@@ -919,7 +919,7 @@ def test_api_messages_are_reported_with_every_credential_redacted() -> None:
 
 
 def test_a_secret_that_keeps_changing_gives_up_after_a_few_attempts() -> None:
-    from webhook.k8s.apply import ApplyError, _apply  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, _apply  # noqa: PLC0415
 
     built = robot_secret()
     core = ScriptedCore(

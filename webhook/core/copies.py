@@ -35,6 +35,7 @@ from webhook.core.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_matc
 __all__ = [
     "CopySpec",
     "applicable_rules",
+    "content_hash",
     "desired_copies",
     "grant_subset",
     "namespace_labels_or_default",

@@ -31,6 +31,7 @@ __all__ = [
     "InvalidPullSecret",
     "PullSecretProblem",
     "encode_secret_data",
+    "from_entries",
     "parse_docker_config",
     "parse_secret",
 ]

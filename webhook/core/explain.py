@@ -19,7 +19,15 @@ from webhook.core.plan import Plan, plan
 from webhook.core.policy import Policy
 from webhook.core.review import AdmissionRequest
 
-__all__ = ["Explanation", "explain", "load_documents", "render_json", "render_text"]
+__all__ = [
+    "ExplainInputError",
+    "Explanation",
+    "explain",
+    "load_documents",
+    "parse_labels",
+    "render_json",
+    "render_text",
+]
 
 _TEMPLATE_PATHS = {
     "Deployment": ("spec", "template"),

@@ -40,13 +40,17 @@ from webhook.core.review import AdmissionRequest, JsonPatchOp
 
 __all__ = [
     "MAX_WARNING_LENGTH",
+    "ContainerInput",
+    "Findings",
     "ImageDecision",
     "Injection",
     "Plan",
     "Planner",
     "PlannerSlot",
     "PodInput",
+    "Scope",
     "plan",
+    "pod_input",
 ]
 
 CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")

@@ -27,6 +27,7 @@ __all__ = [
     "AdmissionReviewResponse",
     "BadReview",
     "JsonPatchOp",
+    "Status",
     "allow",
     "decode_request",
     "deny",

@@ -21,7 +21,11 @@ from webhook.core.review import AdmissionRequest, BadReview, allow, decode_reque
 from webhook.http.backend import AdmissionBackend
 from webhook.metrics import Metrics
 
-__all__ = ["blueprint", "review"]
+__all__ = [
+    "blueprint",
+    "mutate",
+    "review",
+]
 
 log = logging.getLogger("webhook.admission")
 

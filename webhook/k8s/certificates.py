@@ -78,7 +78,6 @@ class SelfManagedCertificates:
         self.namespace = settings.policy_namespace
         self.clock = clock
         self.hosts = service_hosts(settings.service_name, settings.policy_namespace)
-        self.issued = 0
 
     def __call__(self) -> None:
         try:
@@ -167,7 +166,6 @@ class SelfManagedCertificates:
             ca, self.hosts[2], now=now, days=self.settings.cert_validity_days, hosts=self.hosts
         )
         self._write(secret, self._tls_body(fresh.cert_pem, fresh.key_pem, bundle))
-        self.issued += 1
         log.info(
             "serving certificate issued",
             extra={"event": "certs.issued", "reason": reason, "hosts": self.hosts},

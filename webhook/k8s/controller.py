@@ -25,21 +25,16 @@ from kubernetes.client import RbacAuthorizationV1Api
 from webhook import logs
 from webhook.core.clusterview import ClusterStore
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.grants import RoleBindingState, grant_actions, role_binding_state
 from webhook.core.policy import Policy
-from webhook.core.sync import (
-    Conflict,
-    RoleBindingState,
-    ServiceAccountState,
-    grant_actions,
-    reconcile,
-    role_binding_state,
-)
+from webhook.core.sync import Conflict, ServiceAccountState, reconcile
 from webhook.k8s import client as k8s_client
 from webhook.k8s.certificates import certificate_task
-from webhook.k8s.election import LeaseElector
+from webhook.k8s.grants import apply_grant_action
+from webhook.k8s.leases import LeaseElector
 from webhook.k8s.live import LiveState
-from webhook.k8s.reflector import Reflector
-from webhook.k8s.writes import apply_action, apply_grant_action
+from webhook.k8s.reflector import Watch
+from webhook.k8s.sync import apply_action
 from webhook.metrics import Metrics, exposition
 from webhook.ops import start_ops_server
 from webhook.settings import Settings
@@ -66,9 +61,9 @@ class Controller:
             on_elected=self._elected,
         )
         self.accounts: dict[tuple[str, str], ServiceAccountState] = {}
-        self._accounts_reflector: Reflector | None = None
+        self._accounts_reflector: Watch | None = None
         self.bindings: dict[tuple[str, str], RoleBindingState] = {}
-        self._bindings_reflector: Reflector | None = None
+        self._bindings_reflector: Watch | None = None
         self.rbac = RbacAuthorizationV1Api(api)
         self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="writer")
         self._stop = threading.Event()
@@ -76,8 +71,6 @@ class Controller:
         self._reported: set[tuple[str, str, str]] = set()
         self.periodic: list[Callable[[], None]] = []
         """Run by the leader every ``cert_check_seconds`` (certificate management)."""
-        self.last_pass: Counter[str] = Counter()
-        self.passes = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -165,8 +158,6 @@ class Controller:
         else:
             grants = []
         self._update_ledger(policy, self.state.store)
-        self.last_pass = outcomes
-        self.passes += 1
         if actions or grants:
             log.info(
                 "reconciled",
@@ -206,7 +197,7 @@ class Controller:
 
     def _policy_changed(self, policy: Policy) -> None:
         if policy.image_puller_grants and self._bindings_reflector is None:
-            self._bindings_reflector = Reflector(
+            self._bindings_reflector = self.state.watches.watch(
                 "rolebindings",
                 functools.partial(
                     self.rbac.list_role_binding_for_all_namespaces,
@@ -214,16 +205,14 @@ class Controller:
                 ),
                 self._replace_bindings,
                 self._binding_event,
-                watch_timeout=self.settings.watch_timeout_seconds,
             ).start()
         wants = any(rule.service_accounts.backfill for rule in policy.rules)
         if wants and self._accounts_reflector is None:
-            self._accounts_reflector = Reflector(
+            self._accounts_reflector = self.state.watches.watch(
                 "serviceaccounts",
                 self.state.core.list_service_account_for_all_namespaces,
                 self._replace_accounts,
                 self._account_event,
-                watch_timeout=self.settings.watch_timeout_seconds,
             ).start()
         elif not wants and self._accounts_reflector is not None:
             self._accounts_reflector.stop(timeout=0)

@@ -13,16 +13,49 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["Reflector"]
+__all__ = ["ListCall", "OnEvent", "OnReplace", "Reflector", "ReflectorFactory", "Watch"]
 
 log = logging.getLogger("webhook.k8s.reflector")
 
 ListCall = Callable[..., Any]
 """A bound client ``list_*`` method with its namespace/selector arguments already applied."""
+OnReplace = Callable[[list[dict[str, Any]]], None]
+"""Receives every object of a (re)list."""
+OnEvent = Callable[[str, dict[str, Any]], None]
+"""Receives each watch event: ``ADDED``/``MODIFIED``/``DELETED`` and the object."""
+
+
+class Watch(Protocol):
+    """What the rest of the shell needs from a reflector (tests pass stand-ins)."""
+
+    name: str
+    synced: threading.Event
+    """Set once the first list has been delivered."""
+    last_error: str
+
+    def start(self) -> Watch: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+class ReflectorFactory(Protocol):
+    """Builds a ``Watch`` (``Reflector`` itself, or a stand-in in unit tests)."""
+
+    def __call__(
+        self,
+        name: str,
+        list_call: ListCall,
+        on_replace: OnReplace,
+        on_event: OnEvent,
+        *,
+        watch_timeout: int = 300,
+        on_restart: Callable[[], None] | None = None,
+    ) -> Watch: ...
+
 
 _PAGE_SIZE = 500
 
@@ -38,8 +71,8 @@ class Reflector:
         self,
         name: str,
         list_call: ListCall,
-        on_replace: Callable[[list[dict[str, Any]]], None],
-        on_event: Callable[[str, dict[str, Any]], None],
+        on_replace: OnReplace,
+        on_event: OnEvent,
         *,
         watch_timeout: int = 300,
         on_restart: Callable[[], None] | None = None,

@@ -27,7 +27,7 @@ from webhook.core.leases import decide
 
 __all__ = ["LeaseElector"]
 
-log = logging.getLogger("webhook.k8s.election")
+log = logging.getLogger("webhook.k8s.leases")
 
 
 class LeaseElector:
@@ -53,9 +53,7 @@ class LeaseElector:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
         self.ledger: set[str] = set()
-        self._ledger_written: set[str] | None = None
         self.holder = ""
-        self.transitions = 0
 
     @property
     def is_leader(self) -> bool:
@@ -127,9 +125,7 @@ class LeaseElector:
             raise
         # Valid until the Lease could expire for others, counted from before our write.
         self._leader_until = started + self.duration - 1
-        self._ledger_written = set(self.ledger)
         if not was_leader:
-            self.transitions += 1
             log.info("became leader", extra={"event": "lease.acquired", "lease": self.name})
             self._on_elected()  # work seen while following was skipped: look again now
 

@@ -20,7 +20,7 @@ from webhook.metrics import Metrics
 
 __all__ = ["create_copies"]
 
-log = logging.getLogger("webhook.k8s.copier")
+log = logging.getLogger("webhook.k8s.copies")
 
 
 def create_copies(

@@ -1,0 +1,184 @@
+"""The watches that keep a cluster view current, following whatever the policy names.
+
+* all namespaces (labels only, for namespace selectors);
+* each source Secret the policy names, by field selector, so RBAC can grant exactly those;
+* Secrets called like each copy the policy manages, cluster-wide, by field selector (RBAC
+  ``resourceNames``), instead of every Secret in the cluster.
+
+When the policy changes, ``follow`` starts the watches it newly needs and ``drop_stale`` stops
+those it no longer names; what they see goes into a ``ClusterStore``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from webhook.core.clusterview import ClusterStore, source_from_object, target_from_object
+from webhook.core.policy import Policy
+from webhook.k8s.reflector import ListCall, OnEvent, OnReplace, ReflectorFactory, Watch
+from webhook.metrics import Metrics
+
+__all__ = ["WatchSet"]
+
+
+class WatchSet:
+    """Reflectors feeding ``store``, one per thing the policy in force needs to see."""
+
+    def __init__(
+        self,
+        core: Any,
+        store: ClusterStore,
+        metrics: Metrics,
+        reflectors: ReflectorFactory,
+        *,
+        watch_timeout: int,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.metrics = metrics
+        self._reflectors = reflectors
+        self._watch_timeout = watch_timeout
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._namespaces: Watch | None = None
+        self._sources: dict[tuple[str, str], Watch] = {}
+        self._targets: dict[str, Watch] = {}
+
+    def start(self) -> None:
+        self._namespaces = self.watch(
+            "namespaces", self.core.list_namespace, self._replace_namespaces, self._namespace_event
+        ).start()
+
+    def stop(self) -> None:
+        for watch in self.all():
+            watch.stop()
+
+    def watch(
+        self, name: str, list_call: ListCall, on_replace: OnReplace, on_event: OnEvent
+    ) -> Watch:
+        """A watch counted in ``watch_restarts`` under its resource (``copies/x`` -> copies)."""
+        resource = name.split("/", 1)[0]
+        return self._reflectors(
+            name,
+            list_call,
+            on_replace,
+            on_event,
+            watch_timeout=self._watch_timeout,
+            on_restart=lambda: self.metrics.watch_restarts.labels(resource).inc(),
+        )
+
+    def all(self) -> list[Watch]:
+        with self._lock:
+            static = [self._namespaces] if self._namespaces is not None else []
+            return [*static, *self._sources.values(), *self._targets.values()]
+
+    def unsynced_target_names(self) -> frozenset[str]:
+        """Copy names whose cluster-wide watch has not listed (yet, or ever: e.g. RBAC)."""
+        with self._lock:
+            return frozenset(n for n, w in self._targets.items() if not w.synced.is_set())
+
+    def follow(self, policy: Policy, extra_targets: frozenset[str]) -> list[Watch]:
+        """Start watches for the sources and copies ``policy`` names that have none yet."""
+        started: list[Watch] = []
+        with self._lock:
+            for namespace, name in sorted(policy.source_refs() - set(self._sources)):
+                # One Secret per watch, by field selector: RBAC can then grant exactly the
+                # policy's source secrets (resourceNames), not every Secret of the namespace.
+                watch = self.watch(
+                    f"sources/{namespace}/{name}",
+                    functools.partial(
+                        self.core.list_namespaced_secret,
+                        namespace,
+                        field_selector=f"metadata.name={name}",
+                    ),
+                    functools.partial(self._replace_sources, namespace, name),
+                    self._source_event,
+                ).start()
+                self._sources[(namespace, name)] = watch
+                started.append(watch)
+            for name in sorted((policy.managed_names() | extra_targets) - set(self._targets)):
+                watch = self.watch(
+                    f"copies/{name}",
+                    functools.partial(
+                        self.core.list_secret_for_all_namespaces,
+                        field_selector=f"metadata.name={name}",
+                    ),
+                    functools.partial(self._replace_targets, name),
+                    self._target_event,
+                ).start()
+                self._targets[name] = watch
+                started.append(watch)
+        return started
+
+    def drop_stale(self, policy: Policy, extra_targets: frozenset[str]) -> None:
+        """Stop the watches of sources and copies ``policy`` no longer names."""
+        wanted_targets = policy.managed_names() | extra_targets
+        with self._lock:
+            for namespace, name in sorted(set(self._sources) - policy.source_refs()):
+                self._sources.pop((namespace, name)).stop(timeout=0)
+                self.store.replace_named_source(namespace, name, [])
+            for name in sorted(set(self._targets) - wanted_targets):
+                self._targets.pop(name).stop(timeout=0)
+                self.store.replace_targets(name, [])
+
+    # -- what the watches deliver ----------------------------------------------------------
+
+    def _replace_namespaces(self, items: list[dict[str, Any]]) -> None:
+        self.store.replace_namespaces({_name(item): _labels(item) for item in items})
+        self._changed()
+
+    def _namespace_event(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.store.delete_namespace(_name(obj))
+        else:
+            self.store.put_namespace(_name(obj), _labels(obj))
+        self._changed()
+
+    def _replace_sources(self, namespace: str, name: str, items: list[dict[str, Any]]) -> None:
+        self.store.replace_named_source(
+            namespace, name, [source_from_object(item) for item in items]
+        )
+        self._changed()
+
+    def _source_event(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.store.delete_source(_namespace(obj), _name(obj))
+        else:
+            self.store.put_source(source_from_object(obj))
+        self._changed()
+
+    def _replace_targets(self, name: str, items: list[dict[str, Any]]) -> None:
+        self.store.replace_targets(name, [target_from_object(item) for item in items])
+        self._changed()
+
+    def _target_event(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.store.delete_target(_namespace(obj), _name(obj))
+        else:
+            self.store.put_target(target_from_object(obj))
+        self._changed()
+
+    def _changed(self) -> None:
+        for kind, size in self.store.sizes().items():
+            self.metrics.cache_objects.labels(kind).set(size)
+        self._on_change()
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str(_metadata(obj).get("name", ""))
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str(_metadata(obj).get("namespace", ""))
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return _metadata(obj).get("labels") or {}
