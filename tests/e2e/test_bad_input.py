@@ -1,9 +1,10 @@
 """Bad policy and bad secrets on the real control plane: keep serving, and say so quickly.
 
 For every kind of bad input: the last good policy (and the secrets that are fine) keep being
-injected, no pod is rejected, and the problem is visible within 2 s — the webhook's JSON log
-line, its metrics and a Kubernetes Event for a policy, an admission warning for a secret.
-The 2 s are measured with a bounded ``wait_until(timeout=2)`` from the moment of the write.
+injected, no pod is rejected, and the problem becomes visible — the webhook's JSON log line,
+its metrics and a Kubernetes Event for a policy, an admission warning for a secret. The tests
+wait for that outcome with a generous bound and print how long it took; how fast it is (the
+README promises 2 s) is measured by ``tests/bench/bench_freshness.py``, not asserted here.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from tests.e2e.support import (
 from tools.controlplane import ControlPlane
 
 Policy = Callable[[str], str]
-VISIBLE_WITHIN = 2.0
+OUTCOME_TIMEOUT = 60.0
+"""Seconds to wait for an outcome: generous, so a busy machine only makes a test slower."""
 GOOD_RULES = "rules:\n  - {name: corp, registries: [registry.example.com], secrets: [corp-pull]}\n"
 GOOD_IMAGE = "registry.example.com/team/app:1"
 
@@ -163,7 +165,7 @@ POLICY_CASES = [
 
 
 @pytest.mark.parametrize(("text", "located"), POLICY_CASES)
-def test_a_bad_policy_edit_keeps_the_last_good_policy_and_is_visible_within_2s(
+def test_a_bad_policy_edit_keeps_the_last_good_policy_and_is_visible(
     api: Api,
     namespace: str,
     corp_source: None,
@@ -192,7 +194,7 @@ def test_a_bad_policy_edit_keeps_the_last_good_policy_and_is_visible_within_2s(
             and invalid_policy_event(api, version) is not None
         )
 
-    _, seconds = measure(visible, "log line, metric and Event for the bad edit", VISIBLE_WITHIN)
+    _, seconds = measure(visible, "log line, metric and Event for the bad edit", OUTCOME_TIMEOUT)
     print(f"\nbad policy visible (log + metric + Event) after {seconds:.2f}s")
     rejected = next(
         r
@@ -227,7 +229,7 @@ def test_a_deeply_nested_policy_is_rejected_like_any_bad_edit_and_a_fix_applies_
             )
 
         try:
-            measure(visible, "log line, metric and Event for the nested edit", VISIBLE_WITHIN)
+            measure(visible, "log line, metric and Event for the nested edit", OUTCOME_TIMEOUT)
             assert hook.server.metric_value("pullsecret_injector_policy_generation") == int(good)
         finally:
             fixed = write_policy(api, hook.configmap, GOOD_RULES)
@@ -237,7 +239,7 @@ def test_a_deeply_nested_policy_is_rejected_like_any_bad_edit_and_a_fix_applies_
                 >= int(fixed)
             ),
             "the corrected policy in force",
-            VISIBLE_WITHIN,
+            OUTCOME_TIMEOUT,
         )
 
 
@@ -255,7 +257,7 @@ def test_a_policy_configmap_without_the_policy_key_keeps_the_last_good_policy(
         )
         return logged and invalid_policy_event(api, version) is not None
 
-    _, seconds = measure(visible, "log line and Event for the missing key", VISIBLE_WITHIN)
+    _, seconds = measure(visible, "log line and Event for the missing key", OUTCOME_TIMEOUT)
     print(f"\nmissing policy key visible after {seconds:.2f}s")
     assert "policy.yaml" in str(invalid_policy_event(api, version)["message"])  # type: ignore[index]
     assert webhook.metric_value("pullsecret_injector_policy_generation") == int(good)
@@ -276,7 +278,7 @@ def test_a_deleted_policy_configmap_keeps_the_last_good_policy(
         count = webhook.metric_value("pullsecret_injector_policy_loads_total", missing) or 0
         return logged and count > before
 
-    _, seconds = measure(visible, "log line and metric for the deletion", VISIBLE_WITHIN)
+    _, seconds = measure(visible, "log line and metric for the deletion", OUTCOME_TIMEOUT)
     print(f"\ndeleted policy visible after {seconds:.2f}s")
     still_serving(api, namespace, "after-delete")
 
@@ -284,7 +286,7 @@ def test_a_deleted_policy_configmap_keeps_the_last_good_policy(
 # -- bad secrets -----------------------------------------------------------------------------------
 
 
-def test_a_rule_naming_a_secret_that_does_not_exist_warns_within_2s(
+def test_a_rule_naming_a_secret_that_does_not_exist_warns(
     api: Api, namespace: str, corp_source: None, webhook: WebhookServer
 ) -> None:
     name = unique("never-created")
@@ -301,7 +303,7 @@ def test_a_rule_naming_a_secret_that_does_not_exist_warns_within_2s(
         expected = f"source secret {SOURCE_NAMESPACE}/{name} not found"
         return any(expected in w for w in warnings) and secret_names(stored) == ["corp-pull"]
 
-    _, seconds = measure(warned, "a warning naming the missing secret", VISIBLE_WITHIN)
+    _, seconds = measure(warned, "a warning naming the missing secret", OUTCOME_TIMEOUT)
     print(f"\nmissing secret visible as an admission warning {seconds:.2f}s after the edit")
     stored, _ = api.create_pod(namespace, pod("no-such-secret", *images))
     assert secret_names(stored) == ["corp-pull"]
@@ -368,7 +370,7 @@ def _replace_source(api: Api, body: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("bad", "problem"), SECRET_CASES)
-def test_a_bad_source_secret_is_never_injected_and_shows_as_a_warning_within_2s(
+def test_a_bad_source_secret_is_never_injected_and_shows_as_a_warning(
     api: Api,
     namespace: str,
     corp_source: None,
@@ -384,7 +386,7 @@ def test_a_bad_source_secret_is_never_injected_and_shows_as_a_warning_within_2s(
     images = (GOOD_IMAGE, "bad.example.com/app:1")
     first, _ = api.create_pod(namespace, pod("while-good", *images))
     assert secret_names(first) == ["corp-pull", name]
-    copy = wait_until(lambda: api.secret(namespace, name), "the good copy", timeout=5)
+    copy = wait_until(lambda: api.secret(namespace, name), "the good copy", timeout=60)
 
     if bad is None:
         api.core.delete_namespaced_secret(name, SOURCE_NAMESPACE)
@@ -397,7 +399,7 @@ def test_a_bad_source_secret_is_never_injected_and_shows_as_a_warning_within_2s(
         mine = [w for w in warnings if name in w and problem in w]
         return mine if mine and secret_names(stored) == ["corp-pull"] else None
 
-    warning, seconds = measure(warned, f"a warning saying {problem!r}", VISIBLE_WITHIN)
+    warning, seconds = measure(warned, f"a warning saying {problem!r}", OUTCOME_TIMEOUT)
     print(f"\nbad secret visible as an admission warning after {seconds:.2f}s: {warning[0]}")
     try:
         stored, warnings = api.create_pod(namespace, pod("after-bad", *images))

@@ -167,7 +167,7 @@ def test_an_invalid_edit_keeps_the_last_good_policy_and_records_an_event(
     wait_until(
         lambda: webhook.metric_value("pullsecret_injector_policy_valid") == 0,
         "the policy_valid gauge to drop",
-        timeout=5,
+        timeout=60,
     )
     stored, _ = api.create_pod(namespace, pod("still", "registry.example.com/app"))
     assert secret_names(stored) == ["corp-pull"]
@@ -185,7 +185,7 @@ def test_an_invalid_edit_keeps_the_last_good_policy_and_records_an_event(
             None,
         )
 
-    recorded = wait_until(event, "an InvalidPolicy Event on the ConfigMap", timeout=5)
+    recorded = wait_until(event, "an InvalidPolicy Event on the ConfigMap", timeout=60)
     assert "rules[0].name" in str(recorded["message"])
     assert "rules[0].secrets" in str(recorded["message"])
 
@@ -207,7 +207,7 @@ def test_a_secret_created_in_the_source_namespace_is_used_without_restart(
             == [name]
         ),
         "the new source secret to be used",
-        timeout=5,
+        timeout=60,
     )
     assert secret_names(before) == []
 
