@@ -230,7 +230,7 @@ def _glob_match_cached(pattern: str, name: str) -> bool:
         tokens = _compile_glob(pattern)
     except _BadPattern:
         return False
-    return _match_tokens(tokens, 0, name, 0)
+    return _match_tokens(tokens, name)
 
 
 def is_valid_glob(pattern: str) -> bool:
@@ -305,24 +305,78 @@ def _class_char(pattern: str, i: int) -> tuple[str, int]:
     return pattern[i], i + 1
 
 
-def _match_tokens(tokens: tuple[_Token, ...], ti: int, name: str, ni: int) -> bool:
-    while ti < len(tokens):
-        token = tokens[ti]
+def _match_tokens(tokens: tuple[_Token, ...], name: str) -> bool:
+    """Go's ``filepath.Match`` loop: chunks between stars, each matched at the leftmost place.
+
+    A chunk (the tokens between two stars) always consumes exactly one character per token,
+    so matching it at the leftmost position that works never loses a match a later position
+    would find. That is why Go needs no backtracking, and why this runs in
+    O(len(name) x len(pattern)) where a backtracking matcher is exponential in the number of
+    stars (``*a*a*a*b`` against 100 characters took seconds).
+    """
+    chunks = _chunks(tokens)
+    at = 0  # where the unmatched rest of ``name`` starts
+    for index, (star, chunk) in enumerate(chunks):
+        last = index == len(chunks) - 1
+        if star and not chunk:
+            return True  # a trailing star takes the rest (a label has no separator)
+        after = _match_chunk(chunk, name, at)
+        if after is not None and (after == len(name) or not last):
+            at = after
+            continue
+        if not star:
+            return False
+        found = _find_chunk(chunk, name, at + 1, last)
+        if found is None:
+            return False
+        at = found
+    return at == len(name)
+
+
+@lru_cache(maxsize=4096)
+def _chunks(tokens: tuple[_Token, ...]) -> tuple[tuple[bool, tuple[_Token, ...]], ...]:
+    """(preceded by a star, tokens up to the next star) for each part of the pattern."""
+    chunks: list[tuple[bool, tuple[_Token, ...]]] = []
+    star, current = False, list[_Token]()
+    for token in tokens:
         if token is _Wildcard.STAR:
-            if ti + 1 == len(tokens):
-                return True
-            return any(
-                _match_tokens(tokens, ti + 1, name, start) for start in range(ni, len(name) + 1)
-            )
-        if ni >= len(name):
-            return False
+            if current or star:
+                chunks.append((star, tuple(current)))
+            star, current = True, []
+        else:
+            current.append(token)
+    chunks.append((star, tuple(current)))
+    return tuple(chunks)
+
+
+def _find_chunk(chunk: tuple[_Token, ...], name: str, start: int, last: bool) -> int | None:
+    """The end of the leftmost match of ``chunk`` at or after ``start`` (for the last chunk:
+    one that ends the name), or ``None``."""
+    if last:  # the only candidate is the one ending the name
+        begin = len(name) - len(chunk)
+        return _match_chunk(chunk, name, begin) if begin >= start else None
+    if all(isinstance(token, str) for token in chunk):
+        at = name.find("".join(chunk), start)  # type: ignore[arg-type]
+        return None if at < 0 else at + len(chunk)
+    for begin in range(start, len(name) - len(chunk) + 1):
+        end = _match_chunk(chunk, name, begin)
+        if end is not None:
+            return end
+    return None
+
+
+def _match_chunk(chunk: tuple[_Token, ...], name: str, start: int) -> int | None:
+    """Where ``name`` continues after ``chunk`` matched it at ``start``, or ``None``."""
+    end = start + len(chunk)
+    if end > len(name):
+        return None
+    for token, char in zip(chunk, name[start:end], strict=True):
         if isinstance(token, _CharClass):
-            if any(low <= name[ni] <= high for low, high in token.ranges) == token.negated:
-                return False
-        elif token is not _Wildcard.ANY_CHAR and token != name[ni]:
-            return False
-        ti, ni = ti + 1, ni + 1
-    return ni == len(name)
+            if any(low <= char <= high for low, high in token.ranges) == token.negated:
+                return None
+        elif token is not _Wildcard.ANY_CHAR and token != char:
+            return None
+    return end
 
 
 def urls_match(pattern: str, target: str) -> bool:
