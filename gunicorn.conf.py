@@ -38,6 +38,8 @@ workers = _settings.workers
 threads = _settings.threads
 keepalive = _settings.keepalive_seconds
 graceful_timeout = _settings.graceful_timeout_seconds
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 timeout = 30
 accesslog = "-" if _settings.access_log else None
 errorlog = "-"
@@ -99,6 +101,7 @@ def when_ready(server):
         "threads": threads,
         "keepalive": keepalive,
         "graceful_timeout": graceful_timeout,
+        "max_requests": max_requests,
         "tls": bool(_tls),
         "policy": _settings.policy_configmap or _settings.policy_file,
     }

@@ -68,6 +68,12 @@ class Settings:
     """Keep idle connections from the API server open (Go's client idles them up to 90 s)."""
     graceful_timeout_seconds: int = 20
     """On SIGTERM, finish in-flight reviews for this long (below terminationGracePeriod)."""
+    max_requests: int = 100000
+    """A worker is replaced after this many requests (0: never). A backstop only: caches are
+    bounded in bytes, but a leak in a library would otherwise grow until the OOM killer, and
+    pods admitted meanwhile would go without their secrets."""
+    max_requests_jitter: int = 10000
+    """Random extra requests per worker, so that workers are not all replaced at once."""
 
     # -- controller (``pullsecret-injector controller``) ----------------------------------------
     lease_name: str = "pullsecret-injector-controller"

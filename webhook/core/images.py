@@ -26,6 +26,11 @@ LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 OFFICIAL_REPO_PREFIX = "library/"
 LOCALHOST = "localhost"
 NAME_TOTAL_LENGTH_MAX = 255
+MAX_HOST_LENGTH = 255
+"""A DNS name has at most 255 octets: a longer registry host can never be reached."""
+MAX_REFERENCE_LENGTH = 1024
+"""Longest host (255) + ``:port`` + path (255) + tag (128) + sha512 digest is under 800
+characters; anything longer is refused before any regex runs or any cache keeps it."""
 
 # The grammar of distribution/reference (regexp.go), assembled the same way so the two can be
 # compared line by line. Go's \w and [[:xdigit:]] are ASCII-only, hence the explicit classes.
@@ -95,12 +100,43 @@ class ImageRef:
 def parse_image(ref: str) -> ImageRef:
     """Parse ``ref`` like ``reference.ParseNormalizedNamed``; raise ``InvalidImageReference``.
 
-    Results are cached: a cluster has few distinct images and every pod repeats them.
+    Results are cached: a cluster has few distinct images and every pod repeats them. Strings
+    no runtime could pull (too long overall, in the host or in the path) are refused first, in
+    time proportional to their length and without entering the cache: a hostile pod spec
+    cannot make us spend seconds in a regex or megabytes in memory.
     """
+    problem = _size_problem(ref)
+    if problem is not None:
+        raise InvalidImageReference(problem)
     result = _parse_cached(ref)
     if isinstance(result, str):
         raise InvalidImageReference(result)
     return result
+
+
+def _size_problem(ref: str) -> str | None:
+    if not isinstance(ref, str):  # raw JSON can hold anything
+        return None  # reported by _parse_cached
+    shown = ref[:60] + "…" if len(ref) > 60 else ref
+    if len(ref) > MAX_REFERENCE_LENGTH:
+        return (
+            f"invalid image {shown!r}: {len(ref)} characters, longer than any image a runtime "
+            f"can pull (the limit here is {MAX_REFERENCE_LENGTH})"
+        )
+    first, slash, rest = ref.partition("/")
+    if slash and len(first) > MAX_HOST_LENGTH:
+        return (
+            f"invalid image {shown!r}: registry host is {len(first)} characters, "
+            f"the limit is {MAX_HOST_LENGTH}"
+        )
+    path = (rest if slash else ref).split("@", 1)[0]
+    last = path.rsplit("/", 1)
+    last[-1] = last[-1].split(":", 1)[0]
+    if len("/".join(last)) > NAME_TOTAL_LENGTH_MAX:
+        return (
+            f"invalid image {shown!r}: repository path is over {NAME_TOTAL_LENGTH_MAX} characters"
+        )
+    return None
 
 
 @lru_cache(maxsize=8192)

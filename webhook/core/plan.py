@@ -172,7 +172,7 @@ def pod_input(scope: ScopeKey, pod: Mapping[str, Any], fields: Sequence[str]) ->
                     position,
                     str(container.get("name", "")),
                     usable,
-                    str(image or ""),
+                    shorten(str(image or ""), 200),
                 )
             )
     listed = spec.get("imagePullSecrets")
@@ -220,9 +220,15 @@ class Planner:
         self.sources_version = view.sources_version
         self.index = RuleIndex(policy, view)
         self._order = {rule.name: position for position, rule in enumerate(policy.rules)}
-        self._scopes: _Memo[ScopeKey, Scope] = _Memo()
-        self._keyrings: _Memo[tuple[ScopeKey, tuple[str, ...]], _KeyringEntry] = _Memo()
-        self._pods: _Memo[PodInput, Findings] = _Memo()
+        self._scopes: _Memo[ScopeKey, Scope] = _Memo(
+            lambda key, scope: _weigh_scope(key) + 160 * len(scope.copies)
+        )
+        self._keyrings: _Memo[tuple[ScopeKey, tuple[str, ...]], _KeyringEntry] = _Memo(
+            lambda key, entry: _weigh_scope(key[0]) + 64 * sum(map(len, entry[1].values()))
+        )
+        self._pods: _Memo[PodInput, Findings] = _Memo(
+            lambda key, findings: 2 * _weigh_pod(key) + 256 * len(findings.images)
+        )
 
     def serves(self, policy: Policy, view: ClusterView) -> bool:
         """Still valid for this policy and the view's current source secrets?"""
@@ -497,24 +503,58 @@ _KeyringEntry = tuple[Keyring, dict[str, tuple[str, ...]]]
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-_MEMO_LIMIT = 8192
+MEMO_ENTRIES = 8192
+MEMO_BYTES = 16 * 1024 * 1024
+"""Per memo: an estimate of the bytes its keys and values hold."""
 
 
 class _Memo(Generic[K, V]):
-    """A memo that forgets everything when full: a burst of distinct inputs cannot grow it."""
+    """A memo that forgets everything when full, counted in entries and in estimated bytes.
 
-    def __init__(self, limit: int = _MEMO_LIMIT) -> None:
+    Keys are what admitted objects contain (image strings, names) and values grow with the
+    policy (a namespace's scope lists every copy it should hold): counting entries alone let
+    ten pods with megabyte-long image names grow a worker by hundreds of MiB.
+    """
+
+    def __init__(
+        self,
+        weigh: Callable[[K, V], int],
+        entries: int = MEMO_ENTRIES,
+        max_bytes: int = MEMO_BYTES,
+    ) -> None:
         self._entries: dict[K, V] = {}
-        self._limit = limit
+        self._weigh = weigh
+        self._limit = entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def get(self, key: K, compute: Callable[[K], V]) -> V:
         found = self._entries.get(key)
         if found is None:
             found = compute(key)
-            if len(self._entries) >= self._limit:
-                self._entries = {}
+            weight = self._weigh(key, found)
+            if weight > self._max_bytes:
+                return found  # larger than the whole memo: answer without keeping it
+            if len(self._entries) >= self._limit or self._bytes + weight > self._max_bytes:
+                self._entries, self._bytes = {}, 0
             self._entries[key] = found
+            self._bytes += weight
         return found
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(entries, estimated bytes) held now."""
+        return len(self._entries), self._bytes
+
+
+def _weigh_scope(key: ScopeKey) -> int:
+    return len(key[0]) + sum(len(k) + len(v) for k, v in key[1])
+
+
+def _weigh_pod(pod: PodInput) -> int:
+    containers = sum(len(c.name) + len(c.image or "") + len(c.shown) + 64 for c in pod.containers)
+    secrets = sum(map(len, pod.pull_secrets))
+    return _weigh_scope(pod.scope) + containers + secrets + len(pod.service_account)
 
 
 @dataclass
