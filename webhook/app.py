@@ -63,4 +63,5 @@ def _offline_backend(settings: Settings) -> StaticBackend:
     for trying policies and measuring the HTTP path). Nothing is copied."""
     if not settings.policy_file:
         raise SettingsError("PSI_CLUSTER=false needs PSI_POLICY_FILE")
-    return StaticBackend(load_policy(Path(settings.policy_file).read_text()))
+    text = Path(settings.policy_file).read_text()
+    return StaticBackend(load_policy(text, exclusions=settings.exclusions))

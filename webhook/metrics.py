@@ -76,6 +76,12 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.protected_sources = Counter(
+            "protected_sources",
+            "Policy sources carrying our managed-by label where no rule wants a copy: left alone.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.policy_loads = Counter(
             "policy_loads",
             "Policy load attempts by result.",

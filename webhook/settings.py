@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from webhook.core.conventions import OPT_OUT_KEY
+from webhook.core.scope import Exclusions
+
 __all__ = ["Settings", "SettingsError"]
 
 PREFIX = "PSI_"
@@ -31,6 +34,14 @@ class Settings:
     """Data key inside the ConfigMap that holds the policy YAML."""
     policy_file: str = ""
     """A policy file instead of a ConfigMap (local runs, tests); re-read when it changes."""
+    exclude_namespaces: str = ""
+    """Comma-separated namespaces no rule reaches, besides kube-system, kube-public,
+    kube-node-lease and ``policy_namespace`` (the chart's ``admissionWebhook.excludeNamespaces``:
+    the webhook configuration skips them too, but the controller and forged reviews do not
+    pass through it)."""
+    opt_out_label: str = OPT_OUT_KEY
+    """Label/annotation key whose value ``"false"`` opts a namespace or object out (the chart's
+    ``admissionWebhook.optOutLabel``)."""
     kubeconfig: str = ""
     """Kubeconfig path; empty: in-cluster ServiceAccount credentials."""
     cluster: bool = True
@@ -123,6 +134,12 @@ class Settings:
         if "kubeconfig" not in values and env.get("KUBECONFIG"):
             values["kubeconfig"] = env["KUBECONFIG"].split(os.pathsep)[0]
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def exclusions(self) -> Exclusions:
+        """Where no rule reaches in this deployment (``webhook.core.scope``)."""
+        extra = [n.strip() for n in self.exclude_namespaces.split(",") if n.strip()]
+        return Exclusions.of(self.policy_namespace, extra, self.opt_out_label)
 
     @property
     def tls_files(self) -> tuple[Path, Path] | None:

@@ -407,22 +407,58 @@ POD_CASES = [
         expected=pod([CORP_IMAGE], namespace="team-b"),
     ),
     case(
-        "an unseen namespace still matches a selector on its name label",
+        "an unknown namespace still matches a selector on its name label (the API server sets "
+        "it), but no copy is created there before its labels (opt-out) are known",
         rules=CORP.replace(
             "}", ", namespaces: {selector: {matchLabels: {kubernetes.io/metadata.name: ghost}}}}"
         ),
         namespace="ghost",
         obj=pod([CORP_IMAGE], namespace="ghost"),
         expected=pod([CORP_IMAGE], namespace="ghost", pull_secrets=["corp-pull"]),
-        copies=[("ghost", "corp-pull", "pull-secrets/corp-pull")],
+        warnings=["namespace ghost could not be looked up: corp-pull not created now"],
         known=False,
     ),
     case(
-        "an unseen namespace has no other labels, so a selector on them does not match",
+        "a selector on other labels is never evaluated against an unknown namespace",
         rules=CORP.replace("}", ", namespaces: {selector: {matchLabels: {env: dev}}}}"),
         namespace="ghost",
         obj=pod([CORP_IMAGE], namespace="ghost"),
         expected=pod([CORP_IMAGE], namespace="ghost"),
+        warnings=["rules that select namespaces by label were not applied"],
+        known=False,
+    ),
+    case(
+        "NotIn does not match an unknown namespace (its labels might hold the listed value)",
+        rules=CORP.replace(
+            "}",
+            ", namespaces: {selector: {matchExpressions: "
+            "[{key: env, operator: NotIn, values: [prod]}]}}}",
+        ),
+        namespace="ghost",
+        obj=pod([CORP_IMAGE], namespace="ghost"),
+        expected=pod([CORP_IMAGE], namespace="ghost"),
+        warnings=["rules that select namespaces by label were not applied"],
+        known=False,
+    ),
+    case(
+        "DoesNotExist does not match an unknown namespace",
+        rules=CORP.replace(
+            "}",
+            ", namespaces: {selector: {matchExpressions: [{key: env, operator: DoesNotExist}]}}}",
+        ),
+        namespace="ghost",
+        obj=pod([CORP_IMAGE], namespace="ghost"),
+        expected=pod([CORP_IMAGE], namespace="ghost"),
+        warnings=["rules that select namespaces by label were not applied"],
+        known=False,
+    ),
+    case(
+        "a rule without a selector reaches an unknown namespace by name (no copy yet)",
+        rules=CORP,
+        namespace="ghost",
+        obj=pod([CORP_IMAGE], namespace="ghost"),
+        expected=pod([CORP_IMAGE], namespace="ghost", pull_secrets=["corp-pull"]),
+        warnings=["corp-pull not created now"],
         known=False,
     ),
     case(

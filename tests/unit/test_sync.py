@@ -40,6 +40,7 @@ from webhook.core.sync import (
     CreateCopy,
     DeleteCopy,
     LinkServiceAccount,
+    ProtectedSource,
     ServiceAccountState,
     UpdateCopy,
     reconcile,
@@ -215,6 +216,26 @@ CASES = [
         namespaces={"team-a": {}, PS: {}},
         targets=[foreign(PS, uid="uid-source")],
         expected=[CreateCopy(spec("team-a"))],
+    ),
+    case(
+        "a policy source carrying our label where no rule wants a copy is reported, not deleted",
+        rules=CORP,
+        namespaces={"team-a": {}, PS: {}},
+        targets=[UP_TO_DATE_A, copy_of(spec(PS), CORP_SOURCE, "uid-cloned-source")],
+        expected=[ProtectedSource(PS, "corp-pull", "uid-cloned-source")],
+    ),
+    case(
+        "kube-system, kube-public and kube-node-lease never get a copy, whatever the rule says",
+        rules="  - {name: corp, registries: [registry.example.com], secrets: [corp-pull]}\n",
+        namespaces={"team-a": {}, "kube-system": {}, "kube-public": {}, "kube-node-lease": {}},
+        expected=[CreateCopy(spec("team-a"))],
+    ),
+    case(
+        "an opted-out namespace gets no copy, and a copy of ours already there is deleted",
+        rules=CORP,
+        namespaces={"team-a": {}, "team-b": {"pullsecret-injector.io/inject": "false"}},
+        targets=[UP_TO_DATE_A, copy_of(spec("team-b"), CORP_SOURCE, "uid-b")],
+        expected=[DeleteCopy("team-b", "corp-pull", "uid-b")],
     ),
     case(
         "with a targetName the source namespace does get a copy under that other name",
@@ -596,13 +617,13 @@ def apply(
 
 
 @pytest.mark.parametrize("c", CASES)
-def test_after_the_writes_a_second_pass_asks_only_for_unresolvable_conflicts(c: Case) -> None:
+def test_after_the_writes_a_second_pass_asks_only_for_what_it_must_leave_alone(c: Case) -> None:
     store = store_for(c)
     accounts = apply(store, c.accounts, run(c, store, c.accounts))
 
     again = run(c, store, accounts)
 
-    assert again == [a for a in c.expected if isinstance(a, Conflict)]
+    assert again == [a for a in c.expected if isinstance(a, Conflict | ProtectedSource)]
 
 
 def test_existing_imagepullsecrets_survive_backfill_in_order() -> None:

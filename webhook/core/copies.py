@@ -38,7 +38,6 @@ __all__ = [
     "content_hash",
     "desired_copies",
     "grant_subset",
-    "namespace_labels_or_default",
     "render_copy",
 ]
 
@@ -70,18 +69,23 @@ class CopySpec:
         return (self.namespace, self.name) == (self.source_namespace, self.source_name)
 
 
-def namespace_labels_or_default(
-    view: ClusterView, namespace: str
-) -> tuple[Mapping[str, str], bool]:
-    """Labels of ``namespace`` and whether they are known (the API server always sets the
-    name label, so an unseen namespace still matches selectors on its name)."""
-    labels = view.namespace_labels(namespace)
+def applicable_rules(
+    policy: Policy, namespace: str, labels: Mapping[str, str] | None
+) -> list[Rule]:
+    """The rules that reach ``namespace``; ``labels`` is ``None`` when they are not known,
+    and then a rule that selects by labels does not apply (its selector is never evaluated
+    against guessed labels)."""
+    if policy.exclusions.namespace(namespace, labels) is not None:
+        return []
     if labels is None:
-        return {NAMESPACE_NAME_LABEL: namespace}, False
-    return labels, True
-
-
-def applicable_rules(policy: Policy, namespace: str, labels: Mapping[str, str]) -> list[Rule]:
+        # The API server sets the name label on every namespace: that one is always known.
+        name_only = {NAMESPACE_NAME_LABEL: namespace}
+        return [
+            rule
+            for rule in policy.rules
+            if rule.namespaces.reads_only(NAMESPACE_NAME_LABEL)
+            and rule.namespaces.matches(namespace, name_only)
+        ]
     return [rule for rule in policy.rules if rule.namespaces.matches(namespace, labels)]
 
 
@@ -129,7 +133,7 @@ def _narrows(normalized_key: str, pattern: str) -> bool:
 
 
 def desired_copies(
-    policy: Policy, namespace: str, labels: Mapping[str, str], view: ClusterView
+    policy: Policy, namespace: str, labels: Mapping[str, str] | None, view: ClusterView
 ) -> dict[str, CopySpec]:
     """Every copy ``namespace`` should hold, by copy name, merged across its rules.
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from webhook.core.clusterview import ClusterView
-from webhook.core.copies import CopySpec, desired_copies, namespace_labels_or_default
+from webhook.core.conventions import NAMESPACE_NAME_LABEL
+from webhook.core.copies import CopySpec, desired_copies
 from webhook.core.images import InvalidImageReference, parse_image
 from webhook.core.internal_registry import ungranted_pull
 from webhook.core.matcher import RuleIndex, RuleMatch
@@ -122,8 +123,8 @@ class Findings:
 
 # -- inputs -----------------------------------------------------------------------------------
 
-ScopeKey = tuple[str, tuple[tuple[str, str], ...]]
-"""(namespace, sorted labels): what the policy's meaning in a namespace depends on."""
+ScopeKey = tuple[str, tuple[tuple[str, str], ...] | None]
+"""(namespace, sorted labels or ``None`` when unknown): what the policy means there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ class Scope:
 
     key: ScopeKey
     labels: Mapping[str, str]
+    """The namespace's labels (empty when not known)."""
     copies: Mapping[str, CopySpec]
     """Every copy the namespace should hold; each applicable rule wants at least one."""
     applicable: frozenset[str]
@@ -245,7 +247,13 @@ class Planner:
         namespace = request.namespace or str(metadata.get("namespace") or "")
         if not namespace:
             return Plan(namespace="", reason="skipped: no namespace in request or object")
-        labels, known = namespace_labels_or_default(self.view, namespace)
+        labels = self.view.namespace_labels(namespace)
+        known = labels is not None
+        excluded = self.policy.exclusions.namespace(namespace, labels)
+        if excluded is None and request.kind in ("Pod", "ServiceAccount"):
+            excluded = self.policy.exclusions.object(request.kind, metadata)
+        if excluded is not None:
+            return Plan(namespace=namespace, namespace_known=known, reason=f"skipped: {excluded}")
         scope = self.scope(namespace, labels)
         if request.kind == "Pod" and request.sub_resource == "ephemeralcontainers":
             findings, existing = self._ephemeral(scope, obj, request.old_object)
@@ -261,8 +269,10 @@ class Planner:
             reason=f"skipped: {request.kind} {request.operation} {request.sub_resource}".strip(),
         )
 
-    def scope(self, namespace: str, labels: Mapping[str, str]) -> Scope:
-        return self._scopes.get((namespace, tuple(sorted(labels.items()))), self._new_scope)
+    def scope(self, namespace: str, labels: Mapping[str, str] | None) -> Scope:
+        """What the policy means in ``namespace`` (``labels`` ``None``: not known)."""
+        items = None if labels is None else tuple(sorted(labels.items()))
+        return self._scopes.get((namespace, items), self._new_scope)
 
     # -- the three decisions --------------------------------------------------------------------
 
@@ -429,10 +439,14 @@ class Planner:
         """Check the wanted copies against what the namespace holds right now."""
         warnings = list(findings.warnings)
         ensure: list[CopySpec] = []
+        if not namespace_known:
+            unknown = self._unknown_namespace_warning(scope.namespace, findings)
+            if unknown:
+                add_warning(warnings, unknown)
         for spec in findings.wanted:
             target = self.view.target_secret(scope.namespace, spec.name)
             if target is None:
-                if ensure_only is None or spec.name in ensure_only:
+                if namespace_known and (ensure_only is None or spec.name in ensure_only):
                     ensure.append(spec)  # missing: create it before the pod pulls
             elif not target.managed:
                 add_warning(
@@ -452,14 +466,31 @@ class Planner:
             reason=findings.reason,
         )
 
+    def _unknown_namespace_warning(self, namespace: str, findings: Findings) -> str | None:
+        """What a namespace we could not look up cost this decision, if anything."""
+        missed = []
+        if any(not r.namespaces.reads_only(NAMESPACE_NAME_LABEL) for r in self.policy.rules):
+            missed.append("rules that select namespaces by label were not applied")
+        missing = [
+            s.name for s in findings.wanted if not self.view.target_secret(namespace, s.name)
+        ]
+        if missing:
+            missed.append(
+                f"{', '.join(missing)} not created now (the controller creates it once it sees "
+                "the namespace; the pull fails until then)"
+            )
+        if not missed:
+            return None
+        return f"namespace {namespace} could not be looked up: " + "; ".join(missed)
+
     # -- cached derivations ---------------------------------------------------------------------
 
     def _new_scope(self, key: ScopeKey) -> Scope:
-        labels = dict(key[1])
+        labels = None if key[1] is None else dict(key[1])
         copies = desired_copies(self.policy, key[0], labels, self.view)
         rules = tuple(dict.fromkeys(r for spec in copies.values() for r in spec.rules))
         ordered = tuple(sorted(rules, key=self._order.__getitem__))
-        return Scope(key, labels, copies, frozenset(rules), ordered)
+        return Scope(key, labels or {}, copies, frozenset(rules), ordered)
 
     def _keyring(self, scope: Scope, secrets: tuple[str, ...]) -> _KeyringEntry:
         """One keyring per set of injected secrets: the kubelet merges a pod's secrets."""
@@ -548,7 +579,7 @@ class _Memo(Generic[K, V]):
 
 
 def _weigh_scope(key: ScopeKey) -> int:
-    return len(key[0]) + sum(len(k) + len(v) for k, v in key[1])
+    return len(key[0]) + sum(len(k) + len(v) for k, v in key[1] or ())
 
 
 def _weigh_pod(pod: PodInput) -> int:

@@ -24,13 +24,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import yaml
 
 from webhook.core.names import DNS1123_LABEL, DNS1123_SUBDOMAIN, is_label_key, is_label_value
 from webhook.core.registry import InvalidPattern, check_pattern, glob_match, is_valid_glob
+from webhook.core.scope import Exclusions
 from webhook.core.selectors import OPERATORS, LabelSelector, NamespaceScope, Operator, Requirement
 from webhook.core.validation import Located, PolicyError, join_path, kind_of
 
@@ -173,6 +174,10 @@ class Policy:
     checks_internal_registry: bool = False
     """Warn about cross-project internal-registry pulls without a grant (set when the policy
     declares grants or names the internal registry)."""
+    exclusions: Exclusions = field(default_factory=Exclusions)
+    """Where no rule ever reaches: part of the policy in force, so that every decision (the
+    webhook's, the controller's, ``explain``'s) obeys the same rule. Set by the deployment
+    (release namespace, ``excludeNamespaces``), not by the policy text."""
 
     def rule(self, name: str) -> Rule:
         return next(r for r in self.rules if r.name == name)
@@ -189,7 +194,7 @@ class Policy:
         return frozenset(s.target_name for r in self.rules for s in r.secrets)
 
 
-def load_policy(text: str, generation: str = "") -> Policy:
+def load_policy(text: str, generation: str = "", exclusions: Exclusions | None = None) -> Policy:
     """Parse YAML text into a ``Policy`` or raise ``PolicyInvalid`` with every problem."""
     try:
         document = yaml.safe_load(text)
@@ -204,7 +209,7 @@ def load_policy(text: str, generation: str = "") -> Policy:
     policy, errors = parse_policy(document, generation)
     if errors or policy is None:
         raise PolicyInvalid(errors)
-    return policy
+    return policy if exclusions is None else replace(policy, exclusions=exclusions)
 
 
 def parse_policy(document: object, generation: str = "") -> tuple[Policy | None, list[PolicyError]]:

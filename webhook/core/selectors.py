@@ -62,6 +62,10 @@ class NamespaceScope:
     def needs_labels(self) -> bool:
         return self.selector is not None and bool(self.selector.requirements)
 
+    def reads_only(self, key: str) -> bool:
+        """Does the selector look at no label but ``key`` (or at none)?"""
+        return self.selector is None or all(r.key == key for r in self.selector.requirements)
+
     def matches(self, namespace: str, labels: Mapping[str, str]) -> bool:
         if any(glob_match(pattern, namespace) for pattern in self.exclude):
             return False

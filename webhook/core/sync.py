@@ -7,7 +7,7 @@ returns are what a cluster operator would expect from a careful replicator:
 * a copy whose source rotated is rewritten (``UpdateCopy``; recreated if the type changed);
 * a copy we own that no rule wants any more is deleted (``DeleteCopy``, with the uid as
   precondition) — a Secret we do not own is never updated or deleted, only reported
-  (``Conflict``);
+  (``Conflict``), and neither is a policy source that carries our label (``ProtectedSource``);
 * ServiceAccounts named by ``serviceAccounts.backfill`` rules get missing entries appended
   (``LinkServiceAccount``), keeping every entry already there.
 
@@ -33,6 +33,7 @@ __all__ = [
     "CreateCopy",
     "DeleteCopy",
     "LinkServiceAccount",
+    "ProtectedSource",
     "ServiceAccountState",
     "UpdateCopy",
     "reconcile",
@@ -70,6 +71,16 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
+class ProtectedSource:
+    """A policy source that looks like one of our copies (it carries our label, e.g. because
+    it was made by cloning a copy) where no rule wants a copy: reported, never deleted."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinkServiceAccount:
     namespace: str
     name: str
@@ -79,7 +90,7 @@ class LinkServiceAccount:
     """Whether ``imagePullSecrets`` exists (append to it) or must be created."""
 
 
-Action = CreateCopy | UpdateCopy | DeleteCopy | Conflict | LinkServiceAccount
+Action = CreateCopy | UpdateCopy | DeleteCopy | Conflict | ProtectedSource | LinkServiceAccount
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,7 @@ def reconcile(
             if action is not None:
                 actions.append(action)
     names = set(policy.managed_names()) | set(managed_names)
+    sources = policy.source_refs()
     for target in store.targets():
         if only_namespaces is not None and target.namespace not in only_namespaces:
             continue
@@ -124,7 +136,10 @@ def reconcile(
             continue
         wanted = desired.get(target.namespace, {})
         if target.name not in wanted and target.namespace in namespaces:
-            actions.append(DeleteCopy(target.namespace, target.name, target.uid))
+            if (target.namespace, target.name) in sources:
+                actions.append(ProtectedSource(target.namespace, target.name, target.uid))
+            else:
+                actions.append(DeleteCopy(target.namespace, target.name, target.uid))
     actions.extend(_link_actions(policy, store, namespaces, service_accounts))
     return actions
 

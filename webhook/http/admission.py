@@ -106,13 +106,9 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
 
 def _decide(backend: AdmissionBackend, planner: Planner, request_: AdmissionRequest) -> Plan:
     decided = planner.plan(request_)
-    # The scan over rules runs only for a namespace the watch has not delivered yet (rare):
-    # per review it would make every admission cost O(rules).
-    if (
-        not decided.namespace_known
-        and any(rule.namespaces.needs_labels for rule in planner.policy.rules)
-        and backend.refresh_namespace(decided.namespace)
-    ):
+    # A namespace created a moment ago may not have reached the watch yet: one lookup, so
+    # that its labels (selectors, opt-out) are known and its copies can be created now.
+    if not decided.namespace_known and backend.refresh_namespace(decided.namespace):
         decided = planner.plan(request_)
     return decided
 

@@ -27,7 +27,7 @@ from webhook.core.clusterview import ClusterStore
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.grants import RoleBindingState, grant_actions, role_binding_state
 from webhook.core.policy import Policy
-from webhook.core.sync import Conflict, ServiceAccountState, reconcile
+from webhook.core.sync import Conflict, ProtectedSource, ServiceAccountState, reconcile
 from webhook.k8s import client as k8s_client
 from webhook.k8s.certificates import certificate_task
 from webhook.k8s.grants import apply_grant_action
@@ -172,8 +172,9 @@ class Controller:
         return outcomes
 
     def _already_reported(self, action: Any) -> bool:
-        """Report each conflicting Secret once per process, not on every pass."""
-        if not isinstance(action, Conflict):
+        """Report each conflicting Secret or protected source once per process, not on every
+        pass."""
+        if not isinstance(action, Conflict | ProtectedSource):
             return False
         key = (action.namespace, action.name, action.uid)
         if key in self._reported:

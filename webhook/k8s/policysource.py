@@ -78,7 +78,7 @@ class PolicySource:
     def apply_text(self, text: str, version: str, involved: Mapping[str, Any] | None) -> bool:
         """Parse and, if valid, hand the policy to ``accept``. Returns whether it was valid."""
         try:
-            policy = load_policy(text, generation=version)
+            policy = load_policy(text, generation=version, exclusions=self.settings.exclusions)
         except PolicyInvalid as exc:
             self._reject([str(e) for e in exc.errors], version, involved)
             return False

@@ -31,6 +31,7 @@ from webhook.core.sync import (
     CreateCopy,
     DeleteCopy,
     LinkServiceAccount,
+    ProtectedSource,
     UpdateCopy,
 )
 from webhook.k8s.events import record_event
@@ -55,7 +56,7 @@ def apply_action(core: Any, store: ClusterStore, action: Action, metrics: Metric
             break
         except ApiException as exc:
             outcome = f"http_{exc.status}"
-            if exc.status not in _RETRYABLE or isinstance(action, Conflict):
+            if exc.status not in _RETRYABLE or isinstance(action, Conflict | ProtectedSource):
                 break
             time.sleep(0.2 * 2**attempt)
         except Exception as exc:
@@ -78,6 +79,10 @@ def _apply(core: Any, store: ClusterStore, action: Action, metrics: Metrics) -> 
         return _delete(core, store, action.namespace, action.name, action.uid)
     if isinstance(action, LinkServiceAccount):
         return _link(core, action)
+    if isinstance(action, ProtectedSource):
+        metrics.protected_sources.inc()
+        _report_protected_source(core, action)
+        return "reported"
     metrics.conflicts.inc()
     _report_conflict(core, action)
     return "reported"
@@ -214,6 +219,30 @@ def _report_conflict(core: Any, action: Conflict) -> None:
     )
 
 
+def _report_protected_source(core: Any, action: ProtectedSource) -> None:
+    log.warning(
+        "a policy source carries our managed-by label; it is a source, not a copy: left alone",
+        extra={
+            "event": "sync.protected_source",
+            "namespace": action.namespace,
+            "secret": action.name,
+        },
+    )
+    record_event(
+        core,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"namespace": action.namespace, "name": action.name, "uid": action.uid},
+        },
+        "PolicySourceNotDeleted",
+        f"Secret {action.name} carries {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} like a copy, but "
+        "the policy names it as a source: pullsecret-injector never updates or deletes a "
+        "source. Remove the label to silence this (it was probably cloned from a copy).",
+        dedupe_key=action.uid,
+    )
+
+
 def _namespace_terminating(exc: ApiException) -> bool:
     return "being terminated" in str(exc.body or "") or "not found" in str(exc.body or "")
 
@@ -229,7 +258,7 @@ def _describe(action: Action) -> dict[str, str]:
             "secret": action.spec.name,
             "source": action.spec.source,
         }
-    if isinstance(action, DeleteCopy | Conflict):
+    if isinstance(action, DeleteCopy | Conflict | ProtectedSource):
         return {"namespace": action.namespace, "secret": action.name}
     return {
         "namespace": action.namespace,
