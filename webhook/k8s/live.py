@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from webhook.core.clusterview import ClusterStore, ClusterView
 from webhook.core.plan import Plan, Planner, PlannerSlot
@@ -211,7 +212,7 @@ class LiveBackend:
             response = self.state.core.read_namespace(
                 namespace, _request_timeout=1.0, _preload_content=False
             )
-        except (ApiException, OSError) as exc:
+        except (ApiException, OSError, HTTPError) as exc:
             log.warning(
                 "namespace lookup failed",
                 extra={
