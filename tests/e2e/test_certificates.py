@@ -166,7 +166,7 @@ def test_the_api_server_calls_the_webhook_through_the_service_with_the_patched_b
     served_by_service: tuple[WebhookServer, ControllerProcess, KubeletProjection],
 ) -> None:
     server, _, _ = served_by_service
-    bundle = wait_until(lambda: _ca_bundle(api), "the controller to patch the caBundle", timeout=20)
+    bundle = wait_until(lambda: _ca_bundle(api), "the controller to patch the caBundle", timeout=60)
     assert b"BEGIN CERTIFICATE" in bundle
     api.apply_secret(pull_secret("certs-pull", SOURCE_NAMESPACE, {"certs.example.com": "c"}))
     set_policy(
@@ -191,7 +191,7 @@ def test_a_forced_renewal_under_load_fails_no_admission(
     served_by_service: tuple[WebhookServer, ControllerProcess, KubeletProjection],
 ) -> None:
     server, _, _ = served_by_service
-    wait_until(lambda: _ca_bundle(api), "caBundle", timeout=20)
+    wait_until(lambda: _ca_bundle(api), "caBundle", timeout=60)
     api.apply_secret(pull_secret("certs-pull", SOURCE_NAMESPACE, {"certs.example.com": "c"}))
     set_policy(
         api,
@@ -229,7 +229,7 @@ def test_a_forced_renewal_under_load_fails_no_admission(
             TLS_SECRET, POLICY_NAMESPACE, {"metadata": {"annotations": {FORCE: "e2e"}}}
         )
         wait_until(
-            lambda: _serving_serial(api) != before, "a renewed serving certificate", timeout=20
+            lambda: _serving_serial(api) != before, "a renewed serving certificate", timeout=60
         )
         renewed = _serving_serial(api)
         # New connections (the API server opens some as it goes) must get the new
@@ -237,7 +237,7 @@ def test_a_forced_renewal_under_load_fails_no_admission(
         wait_until(
             lambda: all(_served_serial(server) == renewed for _ in range(8)),
             "new connections to be served the renewed certificate",
-            timeout=20,
+            timeout=60,
         )
         time.sleep(3)  # keep creating pods on connections that use the new certificate
     finally:

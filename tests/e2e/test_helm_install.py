@@ -94,7 +94,7 @@ def test_pods_and_serviceaccounts_are_injected_by_the_chart_running_with_its_own
                 ("imagePullSecrets",),
             ),
             "the default ServiceAccount to be linked",
-            timeout=10,
+            timeout=60,
         )
         assert account == [SECRET]
         stored, warnings = api.create_pod(namespace, pod("app", "chart.example.com/team/app:1"))
@@ -112,13 +112,13 @@ def test_the_controller_keeps_copies_current_with_the_chart_rbac(
 ) -> None:
     namespace = _labelled_namespace(api, control_plane)
     try:
-        wait_until(lambda: api.secret(namespace, SECRET), "the pre-provisioned copy", timeout=15)
+        wait_until(lambda: api.secret(namespace, SECRET), "the pre-provisioned copy", timeout=60)
         rotated = pull_secret(SECRET, SOURCES, {"chart.example.com": "rotated"})
         api.apply_secret(rotated)
         wait_until(
             lambda: (api.secret(namespace, SECRET) or {}).get("data") == rotated["data"],
             "the copy to follow the rotated source",
-            timeout=15,
+            timeout=60,
         )
     finally:
         api.core.delete_namespace(namespace)

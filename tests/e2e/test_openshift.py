@@ -104,7 +104,7 @@ def test_cross_project_pulls_are_granted_and_revoked_by_policy(
     )
     policy(grant)
     bindings = wait_until(
-        lambda: _image_puller_bindings(api, images), "the image-puller RoleBinding", timeout=15
+        lambda: _image_puller_bindings(api, images), "the image-puller RoleBinding", timeout=60
     )
     assert len(bindings) == 1
     assert bindings[0]["subjects"] == [
@@ -127,7 +127,7 @@ def test_cross_project_pulls_are_granted_and_revoked_by_policy(
     defaults = f"defaults: {{sourceNamespace: {SOURCE_NAMESPACE}, internalRegistry: '{INTERNAL}'}}"
     policy(defaults + "\nrules: []\n")
     wait_until(
-        lambda: _image_puller_bindings(api, images) == [], "the RoleBinding to go", timeout=15
+        lambda: _image_puller_bindings(api, images) == [], "the RoleBinding to go", timeout=60
     )
 
 
@@ -202,7 +202,7 @@ def test_secrets_link_for_pull_keeps_openshifts_own_dockercfg_entries(
         names = secret_names(account, ("imagePullSecrets",))
         return names if "link-pull" in names else []
 
-    names = wait_until(linked, "the existing ServiceAccount to be backfilled", timeout=15)
+    names = wait_until(linked, "the existing ServiceAccount to be backfilled", timeout=60)
     assert names == [f"{builder}-dockercfg-x7k2p", "link-pull"]
     created = unique("builder")
     api.core.create_namespaced_service_account(
