@@ -55,7 +55,8 @@ if _settings.tls_files:
     from webhook.http.tls import ReloadingServerContext
 
     certfile, keyfile = (str(p) for p in _settings.tls_files)
-    _tls = ReloadingServerContext(*_settings.tls_files)
+    _client_ca = Path(_settings.tls_client_ca_file) if _settings.tls_client_ca_file else None
+    _tls = ReloadingServerContext(*_settings.tls_files, client_ca_file=_client_ca)
 
 
 def ssl_context(conf, default_ssl_context_factory):
@@ -103,6 +104,7 @@ def when_ready(server):
         "graceful_timeout": graceful_timeout,
         "max_requests": max_requests,
         "tls": bool(_tls),
+        "client_certificates": "required" if _settings.tls_client_ca_file else "not required",
         "policy": _settings.policy_configmap or _settings.policy_file,
     }
     logging.getLogger("gunicorn.error").info(

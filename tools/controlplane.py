@@ -285,6 +285,8 @@ class ControlPlane:
         self.bin_dir = bin_dir
         self.ports = ports
         self.processes: list[ProcessRecord] = []
+        self.apiserver_args: list[str] = []
+        """Extra kube-apiserver flags this plane was started with."""
         self.timings: dict[str, float] = {}
         """Seconds from the start of :meth:`start` until each readiness milestone."""
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -331,6 +333,7 @@ class ControlPlane:
         controller_manager: bool = True,
         *,
         detach: bool = False,
+        apiserver_args: Sequence[str] = (),
     ) -> ControlPlane:
         """Generate PKI, start the processes and return once the API is usable.
 
@@ -341,6 +344,8 @@ class ControlPlane:
 
         ``detach`` puts the processes in their own session so they outlive this Python process
         (the ``up`` command); otherwise they share our process group and die with a Ctrl-C.
+        ``apiserver_args`` are appended to kube-apiserver's flags (a test's own control plane,
+        e.g. ``--admission-control-config-file``); they are kept for restarts.
         On any failure every process started so far is stopped and :class:`ControlPlaneError`
         carries the log tails. ``workdir`` may hold a previous, stopped control plane: its etcd
         data and logs are replaced; a still-running one is refused.
@@ -357,6 +362,7 @@ class ControlPlane:
         shutil.rmtree(workdir / "etcd", ignore_errors=True)
         etcd_client, etcd_peer, apiserver, kcm = _free_ports(4)
         plane = cls(workdir, bin_dir.resolve(), Ports(etcd_client, etcd_peer, apiserver, kcm))
+        plane.apiserver_args = list(apiserver_args)
         plane.logs_dir.mkdir(exist_ok=True)
         try:
             plane._write_pki()
@@ -613,6 +619,7 @@ class ControlPlane:
         ]
         if not controller_manager:
             args.append("--disable-admission-plugins=ServiceAccount")
+        args.extend(self.apiserver_args)
         self._spawn("kube-apiserver", args, detach)
         self._wait_for(
             lambda: self.get("/readyz", timeout=5.0) == (200, b"ok"),

@@ -54,6 +54,10 @@ class Settings:
     """Reject larger bodies with 413; the API server's own request limit is 3 MiB."""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    """CA of the client certificates the webhook requires (mutual TLS, opt-in): set it and
+    only the API server, presenting its WebhookAdmission client certificate, can post
+    reviews. Empty: any client that trusts our certificate may connect (the default)."""
     watch_timeout_seconds: int = 300
     """Server-side watch timeout; watches are re-opened from the last resourceVersion."""
     event_source: str = "pullsecret-injector"

@@ -205,6 +205,9 @@ class OwnWebhook:
     rules_yaml: str
     failure_policy: str = "Ignore"
     timeout_seconds: int = 2
+    port: int = 0
+    """The TLS port, when the test must know it before the webhook starts (0: any)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
     server: WebhookServer = field(init=False)
 
     @property
@@ -223,12 +226,13 @@ class OwnWebhook:
         version = write_policy(self.api, self.configmap, self.rules_yaml)
         metrics_dir = self.workdir / "metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
-        self.server = ForkSafeWebhookServer(self.plane, self.workdir)
+        self.server = ForkSafeWebhookServer(self.plane, self.workdir, port=self.port)
         self.server.extra_env.update(
             {
                 "PSI_POLICY_CONFIGMAP": self.configmap,
                 # Inside the test's directory: a SIGKILLed master cannot clean up /tmp.
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                **self.extra_env,
             }
         )
         self.server.start()

@@ -51,10 +51,15 @@ class TlsEchoServer:
         for thread in self._threads:
             thread.join(TIMEOUT)
 
-    def connect(self, ca_file: Path, server_hostname: str) -> ssl.SSLSocket:
+    def connect(
+        self, ca_file: Path, server_hostname: str, client_cert: tuple[Path, Path] | None = None
+    ) -> ssl.SSLSocket:
         """A verified TLS connection, as a careful client (the API server) makes it: trust
-        only ``ca_file`` and check ``server_hostname`` against the SANs. Closed at teardown."""
+        only ``ca_file`` and check ``server_hostname`` against the SANs; present
+        ``client_cert`` (cert, key) when given. Closed at teardown."""
         context = ssl.create_default_context(cafile=str(ca_file))
+        if client_cert is not None:
+            context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
         raw = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
         self._clients.append(raw)
         conn = context.wrap_socket(raw, server_hostname=server_hostname)

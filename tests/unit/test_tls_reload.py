@@ -349,3 +349,38 @@ def test_a_worker_forked_while_the_master_loads_the_certificate_can_still_serve(
     probe.join(5)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked worker hung in get()"
     assert fork_waited_for_the_load, "the fork went ahead while the probe thread was loading"
+
+
+def _client_certificate(directory: Path, label: str) -> tuple[Path, tuple[Path, Path]]:
+    """A client CA (file) and a client certificate (cert, key files) it signed."""
+    now = datetime.now(UTC)
+    ca = new_ca(f"{label} client CA", now, 1)
+    leaf = issue(ca, "kube-apiserver", now=now, days=1, server=False, client=True)
+    ca_file, cert, key = (directory / f"{label}-{n}" for n in ("ca.crt", "tls.crt", "tls.key"))
+    ca_file.write_bytes(ca.cert_pem)
+    cert.write_bytes(leaf.cert_pem)
+    key.write_bytes(leaf.key_pem)
+    return ca_file, (cert, key)
+
+
+def test_with_a_client_ca_only_clients_holding_its_certificate_get_an_answer(
+    mounted: Mounted, pair_a: Pair, tmp_path: Path, tls_server: Callable[..., Any]
+) -> None:
+    mounted.install_atomically(pair_a)
+    client_ca, apiserver = _client_certificate(tmp_path, "apiserver")
+    _, stranger = _client_certificate(tmp_path, "stranger")
+    tls = ReloadingServerContext(mounted.cert, mounted.key, client_ca_file=client_ca)
+    server = tls_server(tls.get)
+
+    trusted = server.connect(pair_a.ca_file, HOST, client_cert=apiserver)
+    assert server.exchange(trusted, b"review") == b"echo:review"
+    for client_cert in (None, stranger):
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            _talk(server, pair_a, client_cert)
+    assert len(server.handshake_errors) == 2
+
+
+def _talk(server: Any, pair: Pair, client_cert: tuple[Path, Path] | None) -> bytes:
+    conn = server.connect(pair.ca_file, HOST, client_cert=client_cert)
+    answer: bytes = server.exchange(conn, b"forged")  # TLS 1.3 reports a refusal on first use
+    return answer

@@ -39,12 +39,16 @@ class ReloadingServerContext:
         cert_file: Path,
         key_file: Path,
         *,
+        client_ca_file: Path | None = None,
         check_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         factory: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
+        self.client_ca_file = client_ca_file
+        """When set, a client must present a certificate signed by this CA (mutual TLS: the
+        API server's, configured in its AdmissionConfiguration); reloaded like the pair."""
         self.check_interval = check_interval
         self._clock = clock
         self._factory = factory or _default_factory
@@ -72,8 +76,11 @@ class ReloadingServerContext:
         return self._context
 
     def _maybe_reload(self) -> None:
+        files = [self.cert_file, self.key_file]
+        if self.client_ca_file is not None:
+            files.append(self.client_ca_file)
         try:
-            signature = _signature(self.cert_file, self.key_file)
+            signature = _signature(*files)
         except OSError as exc:
             log.warning("tls files unreadable", extra={"event": "tls.missing", "error": str(exc)})
             return
@@ -82,6 +89,9 @@ class ReloadingServerContext:
         context = self._factory()
         try:
             context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            if self.client_ca_file is not None:
+                context.load_verify_locations(cafile=str(self.client_ca_file))
+                context.verify_mode = ssl.CERT_REQUIRED
         except (ssl.SSLError, OSError) as exc:
             log.warning(
                 "tls certificate not loaded, keeping the previous one",
