@@ -377,6 +377,10 @@ def test_with_a_client_ca_only_clients_holding_its_certificate_get_an_answer(
     for client_cert in (None, stranger):
         with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
             _talk(server, pair_a, client_cert)
+    for _ in range(500):  # the server thread records its side of the refusal a moment later
+        if len(server.handshake_errors) == 2:
+            break
+        threading.Event().wait(0.01)
     assert len(server.handshake_errors) == 2
 
 
