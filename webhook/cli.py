@@ -85,7 +85,7 @@ class _UsageError(Exception):
 
 
 def _validate_policy(args: argparse.Namespace) -> int:
-    from webhook.core.policy import PolicyInvalid, load_policy  # noqa: PLC0415
+    from webhook.core.policy import PolicyInvalid, load_policy, trust_warnings  # noqa: PLC0415
 
     try:
         policy = load_policy(_read(args.policy))
@@ -97,6 +97,8 @@ def _validate_policy(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return EXIT_FAILED
+    for warning in trust_warnings(policy):
+        print(f"warning: {warning}", file=sys.stderr)
     names = sorted(policy.managed_names())
     print(
         f"{args.policy}: valid, {len(policy.rules)} rule(s); "

@@ -120,6 +120,19 @@ def files(tmp_path: Path) -> Path:
 # -- validate-policy -------------------------------------------------------------------------
 
 
+def test_a_rule_scoped_by_label_alone_is_valid_but_warns_who_can_steer_it(files: Path) -> None:
+    labelled = POLICY.replace(
+        'namespaces: {include: ["team-*"]}', "namespaces: {selector: {matchLabels: {team: a}}}"
+    )
+    write(files, "labelled.yaml", labelled)
+    result = run("validate-policy", "labelled.yaml", cwd=files)
+    assert result.returncode == 0, result.stderr
+    assert "warning: rule corp: reaches namespaces by label alone" in result.stderr
+    assert "whoever may label or create namespaces can receive its secrets" in result.stderr
+    quiet = run("validate-policy", "policy.yaml", cwd=files)
+    assert quiet.stderr == ""
+
+
 def test_a_valid_policy_is_summarised_and_exits_0(files: Path) -> None:
     result = run("validate-policy", "policy.yaml", cwd=files)
 

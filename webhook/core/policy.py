@@ -49,6 +49,7 @@ __all__ = [
     "ServiceAccountScope",
     "load_policy",
     "parse_policy",
+    "trust_warnings",
 ]
 
 API_VERSION = "pullsecret-injector.io/v1"
@@ -192,6 +193,31 @@ class Policy:
     def managed_names(self) -> frozenset[str]:
         """Names of copies the policy manages (RBAC ``resourceNames`` must cover these)."""
         return frozenset(s.target_name for r in self.rules for s in r.secrets)
+
+
+def trust_warnings(policy: Policy) -> list[str]:
+    """Rules whose reach anyone who may label namespaces could extend to themselves.
+
+    A selector-only rule (``include: ['*']``) gives its credentials to every namespace with
+    the label: a tenant with ``patch`` on its own namespace, or one who may create namespaces,
+    can set it. The policy is valid; the operator should know what it trusts.
+    """
+    warnings = []
+    for rule in policy.rules:
+        scope = rule.namespaces
+        if scope.needs_labels and scope.include == ("*",):
+            warnings.append(
+                f"rule {rule.name}: reaches namespaces by label alone; whoever may label or "
+                "create namespaces can receive its secrets (add include globs, or guard the "
+                "label: README, Security)"
+            )
+    for grant in policy.image_puller_grants:
+        if grant.pullers.needs_labels and grant.pullers.include == ("*",):
+            warnings.append(
+                f"imagePullerGrants {grant.name}: pullers are chosen by label alone; whoever "
+                "may label or create namespaces can pull those projects' images"
+            )
+    return warnings
 
 
 def load_policy(text: str, generation: str = "", exclusions: Exclusions | None = None) -> Policy:
