@@ -126,6 +126,15 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.permission_missing = Gauge(
+            "policy_permission_missing",
+            "1 while the API server refuses a permission the policy in force needs (the labels "
+            "name it; an Event on the policy ConfigMap says how to fix it), 0 once granted.",
+            ["component", "rule", "verb", "resource", "namespace", "name"],
+            namespace=NAMESPACE,
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.watch_restarts = Counter(
             "watch_restarts",
             "Watches re-opened after an error or expiry.",

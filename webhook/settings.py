@@ -60,6 +60,8 @@ class Settings:
     reviews. Empty: any client that trusts our certificate may connect (the default)."""
     watch_timeout_seconds: int = 300
     """Server-side watch timeout; watches are re-opened from the last resourceVersion."""
+    access_report_seconds: float = 2.0
+    """How often refused watches are turned into reports (metric, Event, warnings)."""
     event_source: str = "pullsecret-injector"
     """``source.component`` of Events we record."""
     pod_name: str = ""

@@ -33,6 +33,7 @@ class StandInWatch:
         self.name = name
         self.synced = threading.Event()
         self.last_error = ""
+        self.forbidden = False
         self.stopped = False
 
     def start(self) -> StandInWatch:
@@ -51,7 +52,9 @@ def state() -> tuple[LiveState, dict[str, StandInWatch]]:
         return watches[name]
 
     settings = Settings(policy_namespace="psi", policy_configmap="policy")
-    live_state = LiveState(settings, Metrics(), api=None, reflectors=stand_in)
+    live_state = LiveState(
+        settings, Metrics(), api=None, reflectors=stand_in, can_list_secrets=lambda ns: False
+    )
     assert live_state.apply_policy_text(_synced_at_once(watches, OLD), "1")
     return live_state, watches
 

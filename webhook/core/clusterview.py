@@ -82,6 +82,11 @@ class ClusterView(Protocol):
         """What holds ``name`` in ``namespace``, or ``None`` when nothing does (as far as known)."""
         ...
 
+    def source_denied(self, namespace: str, name: str) -> str | None:
+        """Why a source Secret cannot be read (a missing permission), or ``None``: tells
+        "not found" apart from "not allowed to look"."""
+        ...
+
     @property
     def sources_version(self) -> int:
         """Changes whenever any source secret changes (cache key for derived indexes)."""
@@ -147,6 +152,7 @@ class ClusterStore:
         self._namespaces: dict[str, Mapping[str, str]] = {}
         self._sources: dict[tuple[str, str], SourceSecret] = {}
         self._targets: dict[tuple[str, str], TargetSecret] = {}
+        self._denied: dict[tuple[str, str], str] = {}
         self._sources_version = 0
 
     # -- ClusterView -----------------------------------------------------------------------
@@ -159,6 +165,9 @@ class ClusterStore:
 
     def target_secret(self, namespace: str, name: str) -> TargetSecret | None:
         return self._targets.get((namespace, name))
+
+    def source_denied(self, namespace: str, name: str) -> str | None:
+        return self._denied.get((namespace, name)) or self._denied.get((namespace, ""))
 
     @property
     def sources_version(self) -> int:
@@ -194,6 +203,21 @@ class ClusterStore:
             kept.update({(s.namespace, s.name): s for s in items})
             self._sources = kept
             self._sources_version += 1
+
+    def replace_namespace_sources(self, namespace: str, items: Iterable[SourceSecret]) -> None:
+        """Swap in a relist of every Secret of a source namespace (watched whole)."""
+        with self._lock:
+            kept = {k: v for k, v in self._sources.items() if k[0] != namespace}
+            kept.update({(s.namespace, s.name): s for s in items})
+            self._sources = kept
+            self._sources_version += 1
+
+    def set_denied(self, denied: dict[tuple[str, str], str]) -> None:
+        """Replace what cannot be read and why (``(namespace, "")``: the whole namespace)."""
+        with self._lock:
+            if denied != self._denied:
+                self._denied = dict(denied)
+                self._sources_version += 1  # decisions cached on the old answer are stale
 
     def put_target(self, secret: TargetSecret) -> None:
         self._targets[(secret.namespace, secret.name)] = secret

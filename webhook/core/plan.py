@@ -382,7 +382,9 @@ class Planner:
         source = self.view.source_secret(ref.namespace, ref.name)
         problem = None
         if source is None:
-            problem = f"source secret {ref.source} not found"
+            denied = self.view.source_denied(ref.namespace, ref.name)
+            # Not "not found": the secret may well exist; we are not allowed to look.
+            problem = denied or f"source secret {ref.source} not found"
         elif source.config is None:
             problem = f"source secret {ref.source} is not a usable pull secret ({source.problem})"
         if problem is not None:

@@ -13,6 +13,7 @@ watch has not delivered yet, and copy creation.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -24,12 +25,14 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from webhook.core.clusterview import ClusterStore, ClusterView
+from webhook.core.permissions import Component, Need
 from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
+from webhook.k8s import access
 from webhook.k8s import client as k8s_client
 from webhook.k8s.copies import create_copies
 from webhook.k8s.policysource import PolicySource
-from webhook.k8s.reflector import Reflector, ReflectorFactory
+from webhook.k8s.reflector import Reflector, ReflectorFactory, Watch
 from webhook.k8s.watches import WatchSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -53,9 +56,13 @@ class LiveState:
         metrics: Metrics,
         api: Any,
         reflectors: ReflectorFactory = Reflector,
+        *,
+        component: Component = "webhook",
+        can_list_secrets: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.component: Component = component
         self.core = k8s_client.core_api(api)
         self.store = ClusterStore()
         self.changed = threading.Event()
@@ -68,6 +75,8 @@ class LiveState:
             reflectors,
             watch_timeout=settings.watch_timeout_seconds,
             on_change=self.changed.set,
+            component=component,
+            can_list_secrets=can_list_secrets or functools.partial(access.can_list_secrets, api),
         )
         self.source = PolicySource(settings, metrics, self.core, reflectors, self._put_in_force)
         self._policy: Policy | None = None
@@ -75,12 +84,17 @@ class LiveState:
         self._listeners: list[PolicyListener] = []
         self._extra_target_names: frozenset[str] = frozenset()
         self._ready_once = False
+        self.extra_watches: list[Watch] = []
+        """Watches kept by the component itself (the controller's ServiceAccounts), reported
+        with the others when refused."""
+        self._reported: list[Need] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LiveState:
         self.watches.start()
         self.source.start()
+        threading.Thread(target=self._report_access_loop, name="access", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -123,7 +137,9 @@ class LiveState:
         watches = self.watches.all()
         if self.source.watch is not None:
             watches.append(self.source.watch)
-        pending = [w.name for w in watches if not w.synced.is_set()]
+        # A refused watch (a live edit the RBAC does not cover) is reported, not waited for:
+        # waiting would take every replica out of service for one rule's missing grant.
+        pending = [w.name for w in watches if not w.synced.is_set() and not w.forbidden]
         if pending:
             errors = [f"{w.name}: {w.last_error}" for w in watches if w.last_error]
             return False, f"waiting for {', '.join(pending)}" + (
@@ -131,6 +147,54 @@ class LiveState:
             )
         self._ready_once = True
         return True, ""
+
+    # -- permissions the API server refuses ------------------------------------------------------
+
+    def _report_access_loop(self) -> None:
+        while not self.stopped.wait(self.settings.access_report_seconds):
+            try:
+                self.report_access()
+            except Exception:
+                log.exception("access report failed", extra={"event": "access.report_failed"})
+
+    def report_access(self) -> list[Need]:
+        """Say what the refused watches needed: in the view (decisions tell "not allowed"
+        from "not found"), the log, the metric and an Event on the policy ConfigMap."""
+        policy = self._policy
+        if policy is None:
+            return []
+        self.store.set_denied(self.watches.denied_sources(policy))
+        missing = self.watches.missing(policy, self.extra_watches)
+        if missing == self._reported:
+            return missing
+        for need in self._reported:
+            self._set_missing(need, 0)
+        for need in missing:
+            self._set_missing(need, 1)
+        self._reported = missing
+        if missing:
+            message = "; ".join(need.describe() for need in missing)
+            log.warning(
+                "permissions missing for the policy in force",
+                extra={
+                    "event": "policy.permission_missing",
+                    "missing": [n.describe() for n in missing],
+                },
+            )
+            self.source.record_event("PermissionMissing", message)
+        else:
+            log.info(
+                "every permission the policy needs is granted",
+                extra={"event": "policy.permissions_ok"},
+            )
+        self.changed.set()
+        return missing
+
+    def _set_missing(self, need: Need, value: int) -> None:
+        for rule in need.rules or ("",):
+            self.metrics.permission_missing.labels(
+                need.component, rule, "/".join(need.verbs), need.resource, need.namespace, need.name
+            ).set(value)
 
     # -- the policy going into force -----------------------------------------------------------
 

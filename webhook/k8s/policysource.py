@@ -50,6 +50,8 @@ class PolicySource:
         """Why no policy is in force (cleared once one is)."""
         self.in_force: Policy | None = None
         self.watch: Watch | None = None
+        self.configmap: Mapping[str, Any] | None = None
+        """The policy ConfigMap as last seen: Events about the policy are recorded on it."""
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -112,6 +114,7 @@ class PolicySource:
         self.metrics.policy_loads.labels("missing").inc()
 
     def _apply_configmap(self, configmap: dict[str, Any]) -> None:
+        self.configmap = configmap
         metadata = configmap.get("metadata") or {}
         data = configmap.get("data") or {}
         version = str(metadata.get("resourceVersion", ""))
@@ -139,6 +142,19 @@ class PolicySource:
                 if self.in_force is None:
                     self.error = f"policy file unreadable: {exc}"
             self._stop.wait(1.0)
+
+    def record_event(self, reason: str, message: str) -> None:
+        """An Event on the policy ConfigMap (nothing when the policy comes from a file)."""
+        if self.configmap is None:
+            return
+        record_event(
+            self.core,
+            {"apiVersion": "v1", "kind": "ConfigMap", **self.configmap},
+            reason,
+            message,
+            component=self.settings.event_source,
+            dedupe_key=message,
+        )
 
     # -- invalid edits ---------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ class Watch(Protocol):
     synced: threading.Event
     """Set once the first list has been delivered."""
     last_error: str
+    forbidden: bool
+    """The last attempt was refused with 403."""
 
     def start(self) -> Watch: ...
 
@@ -88,6 +90,8 @@ class Reflector:
         self._stop = threading.Event()
         self.synced = threading.Event()
         self.last_error = ""
+        self.forbidden = False
+        """The last attempt was refused (403): RBAC does not let us list/watch this."""
         self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"reflector-{name}", daemon=True)
 
@@ -125,11 +129,17 @@ class Reflector:
                 if isinstance(exc, ApiException) and exc.status == 410:
                     resource_version = None
                     continue
-                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                log.warning(
-                    "watch failed, retrying",
+                forbidden = isinstance(exc, ApiException) and exc.status == 403
+                self.last_error = _describe(exc)
+                # A missing permission stays missing until RBAC changes: say it once, then
+                # keep retrying quietly (the retry is what picks up a `helm upgrade`).
+                level = logging.DEBUG if forbidden and self.forbidden else logging.WARNING
+                self.forbidden = forbidden
+                log.log(
+                    level,
+                    "watch forbidden, retrying" if forbidden else "watch failed, retrying",
                     extra={
-                        "event": "watch.error",
+                        "event": "watch.forbidden" if forbidden else "watch.error",
                         "reflector": self.name,
                         "error": self.last_error,
                         "retry_in_s": round(backoff, 2),
@@ -159,6 +169,7 @@ class Reflector:
         self._on_replace(items)
         self.synced.set()
         self.last_error = ""
+        self.forbidden = False
         return str(metadata.get("resourceVersion", ""))
 
     def _watch(self, resource_version: str) -> str:
@@ -192,6 +203,17 @@ class Reflector:
             self._response = None
             response.release_conn()
         return resource_version
+
+
+def _describe(exc: Exception) -> str:
+    """One line for logs and readiness: the API server's own message when it sent one."""
+    if isinstance(exc, ApiException):
+        try:
+            message = json.loads(exc.body or "").get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return f"HTTP {exc.status}: {message or exc.reason}"[:300]
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 def _close_quietly(response: Any) -> None:
