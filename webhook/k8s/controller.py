@@ -26,6 +26,7 @@ from webhook import logs
 from webhook.core.clusterview import ClusterStore
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.grants import RoleBindingState, grant_actions, role_binding_state
+from webhook.core.permissions import Need, needs
 from webhook.core.policy import Policy
 from webhook.core.sync import Conflict, ProtectedSource, ServiceAccountState, reconcile
 from webhook.k8s import client as k8s_client
@@ -51,7 +52,7 @@ class Controller:
     def __init__(self, settings: Settings, metrics: Metrics, api: Any, identity: str) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.state = LiveState(settings, metrics, api)
+        self.state = LiveState(settings, metrics, api, component="controller")
         self.elector = LeaseElector(
             api,
             settings.lease_namespace or settings.policy_namespace,
@@ -96,7 +97,9 @@ class Controller:
     def readiness(self) -> tuple[bool, str]:
         ready, why = self.state.readiness()
         for reflector in (self._accounts_reflector, self._bindings_reflector):
-            if ready and reflector is not None and not reflector.synced.is_set():
+            if reflector is None or reflector.forbidden:  # a refused watch is reported instead
+                continue
+            if ready and not reflector.synced.is_set():
                 return False, f"waiting for {reflector.name}"
         return ready, why
 
@@ -206,6 +209,7 @@ class Controller:
                 ),
                 self._replace_bindings,
                 self._binding_event,
+                functools.partial(_grants_need, rbac=True),
             ).start()
         wants = any(rule.service_accounts.backfill for rule in policy.rules)
         if wants and self._accounts_reflector is None:
@@ -214,11 +218,15 @@ class Controller:
                 self.state.core.list_service_account_for_all_namespaces,
                 self._replace_accounts,
                 self._account_event,
+                functools.partial(_grants_need, rbac=False),
             ).start()
         elif not wants and self._accounts_reflector is not None:
             self._accounts_reflector.stop(timeout=0)
             self._accounts_reflector = None
             self.accounts = {}
+        self.state.extra_watches = [
+            w for w in (self._accounts_reflector, self._bindings_reflector) if w is not None
+        ]
 
     def _replace_accounts(self, items: list[dict[str, Any]]) -> None:
         self.accounts = dict(_account(item) for item in items)
@@ -243,6 +251,14 @@ class Controller:
         else:
             self.bindings[(state.namespace, state.name)] = state
         self.state.changed.set()
+
+
+def _grants_need(policy: Policy, *, rbac: bool) -> Need:
+    """The permission behind the controller's ServiceAccount (backfill) or RoleBinding
+    (image-puller grants) watch, as ``webhook.core.permissions`` states it."""
+    resource = "rolebindings" if rbac else "serviceaccounts"
+    found = [n for n in needs(policy, "controller") if n.resource == resource]
+    return found[0] if found else Need("controller", ("get", "list", "watch"), resource)
 
 
 def _account(obj: dict[str, Any]) -> tuple[tuple[str, str], ServiceAccountState]:
