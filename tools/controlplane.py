@@ -554,6 +554,10 @@ class ControlPlane:
         kcm = self._client_cert(client_ca, "system:kube-controller-manager", [], now)
         self._write_pair("admin", admin)
         self._write_pair("kube-controller-manager", kcm)
+        self._write_pair(
+            "apiserver-kubelet-client",
+            self._client_cert(client_ca, "kube-apiserver-kubelet-client", ["system:masters"], now),
+        )
         self._write_kubeconfig(self.admin_kubeconfig, "pullsecret-e2e-admin", _cert_user(admin))
         self._write_kubeconfig(
             self.controller_manager_kubeconfig, "system:kube-controller-manager", _cert_user(kcm)
@@ -658,7 +662,16 @@ class ControlPlane:
             f"--tls-cert-file={d / 'apiserver.crt'}",
             f"--tls-private-key-file={d / 'apiserver.key'}",
             f"--client-ca-file={d / 'client-ca.crt'}",
-            "--authorization-mode=RBAC",
+            # Node before RBAC, as in kubeadm clusters: a kubelet (``system:node:<name>``, see
+            # tools/node.py) reads only the Secrets and ConfigMaps of pods bound to it, and
+            # NodeRestriction keeps it from writing other nodes' objects.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # Logs and exec of pods on a real node: the API server calls the kubelet with a
+            # client certificate of our client CA and checks the kubelet's serving certificate.
+            f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={d / 'ca.crt'}",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}",
