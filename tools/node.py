@@ -276,6 +276,7 @@ class Node:
         the host mount points we created, and the registry. Errors are collected and raised
         together at the end, after every step has been tried.
         """
+        began = time.monotonic()
         errors: list[str] = []
 
         def attempt(what: str, action: Callable[[], None]) -> None:
@@ -297,6 +298,7 @@ class Node:
             attempt("cgroups", self.cgroups.remove)
         attempt("host mount points", self._remove_created)
         attempt("registry", self.registry.stop)
+        self.timings["stop"] = time.monotonic() - began
         if errors:
             raise NodeError("; ".join(errors))
 
@@ -310,6 +312,11 @@ class Node:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def created_host_dirs(self) -> list[Path]:
+        """Host directories this node created (mount points), removed again by :meth:`stop`."""
+        return list(self._created)
 
     # -- starting --------------------------------------------------------------------------
 
