@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-__all__ = ["CgroupError", "CgroupTree", "Hierarchy", "hierarchies", "own_paths"]
+__all__ = ["CgroupError", "CgroupTree", "Hierarchy", "hierarchies", "own_paths", "subtree_path"]
 
 _SUPER_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr", "nsdelegate"}
 
@@ -82,6 +82,29 @@ def own_paths(proc_cgroup: str | None = None) -> dict[frozenset[str], str]:
     return paths
 
 
+def subtree_path(own: Mapping[frozenset[str], str], mounted: Sequence[Hierarchy], name: str) -> str:
+    """The one path, under our own cgroup in every mounted hierarchy, for subtree ``name``:
+    the deepest of our paths plus ``name``. :class:`CgroupError` if there is none."""
+    missing = [h for h in mounted if h.controllers not in own]
+    if not mounted or missing:
+        raise CgroupError(
+            f"cannot match the cgroup mounts with /proc/self/cgroup (unmatched: "
+            f"{[sorted(h.controllers) for h in missing]})"
+        )
+    base = max((own[h.controllers] for h in mounted), key=lambda p: len(PurePosixPath(p).parts))
+    strangers = {
+        ",".join(sorted(h.controllers)) or "unified": own[h.controllers]
+        for h in mounted
+        if not _is_under(base, own[h.controllers])
+    }
+    if strangers:
+        raise CgroupError(
+            f"no single cgroupRoot is under our cgroup in every hierarchy: {base} is not "
+            f"under {strangers}"
+        )
+    return str(PurePosixPath(base) / name)
+
+
 def _is_under(path: str, ancestor: str) -> bool:
     return PurePosixPath(path).is_relative_to(PurePosixPath(ancestor))
 
@@ -100,24 +123,7 @@ class CgroupTree:
         """Make ``<deepest own path>/<name>`` in every hierarchy (``name`` must be unique)."""
         mounted = hierarchies()
         own = own_paths()
-        missing = [h for h in mounted if h.controllers not in own]
-        if not mounted or missing:
-            raise CgroupError(
-                f"cannot match the cgroup mounts with /proc/self/cgroup (unmatched: "
-                f"{[sorted(h.controllers) for h in missing]})"
-            )
-        base = max((own[h.controllers] for h in mounted), key=lambda p: len(PurePosixPath(p).parts))
-        strangers = {
-            ",".join(sorted(h.controllers)): own[h.controllers]
-            for h in mounted
-            if not _is_under(base, own[h.controllers])
-        }
-        if strangers:
-            raise CgroupError(
-                f"no single cgroupRoot is under our cgroup in every hierarchy: {base} is not "
-                f"under {strangers}"
-            )
-        tree = cls(str(PurePosixPath(base) / name), mounted)
+        tree = cls(subtree_path(own, mounted, name), mounted)
         try:
             for hierarchy in mounted:
                 tree._make(hierarchy, own[hierarchy.controllers])
