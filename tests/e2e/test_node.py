@@ -184,3 +184,25 @@ def test_containers_stay_inside_the_suites_own_cgroup(
         assert PurePosixPath(path).is_relative_to(ours), f"{line} is outside our {ours}"
         assert PurePosixPath(path).is_relative_to(node.cgroups.path), line
         assert path != node.cgroups.path, line
+
+
+def test_a_changed_registry_password_applies_to_the_next_pull(
+    node: Node, api: Api, image: str, node_namespace: str
+) -> None:
+    """What rotation tests build on: the registry takes a new password without a restart,
+    and the old one is refused from the next pull on."""
+    user = unique("rotating")
+    old_password = node.registry.set_password(user)
+    api.apply_secret(node.registry.pull_secret("before", node_namespace, user=user))
+    api.create_pod(node_namespace, node.pod("first", image, pull_secrets=["before"]))
+    node.wait_for_pod(node_namespace, "first", lambda p: pod_state(p) == "Running", "Running", WAIT)
+
+    new_password = node.registry.set_password(user)
+    assert new_password != old_password
+    api.apply_secret(node.registry.pull_secret("after", node_namespace, user=user))
+    api.create_pod(node_namespace, node.pod("stale", image, pull_secrets=["before"]))
+    api.create_pod(node_namespace, node.pod("fresh", image, pull_secrets=["after"]))
+
+    node.wait_for_pod(node_namespace, "stale", failed_pull, " or ".join(PULL_FAILURES), WAIT)
+    assert "401 Unauthorized" in pull_failure_text(node, node_namespace, "stale")
+    node.wait_for_pod(node_namespace, "fresh", lambda p: pod_state(p) == "Running", "Running", WAIT)
