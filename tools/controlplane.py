@@ -808,6 +808,8 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kubectl"),
                 f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
+                # Discovery cache in the work directory, not ~/.kube/cache of the host's user.
+                f"--cache-dir={self.workdir / 'kubectl-cache'}",
                 *args,
             ],
             capture_output=True,
