@@ -48,7 +48,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,12 +69,14 @@ __all__ = [
     "ControlPlaneError",
     "Ports",
     "ProcessRecord",
+    "adopt",
     "bin_dir_from_env",
     "free_port",
     "is_running",
     "main",
     "resolve_bin_dir",
     "running",
+    "spawn",
     "terminate",
 ]
 
@@ -207,6 +209,69 @@ def terminate(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> None:
         if _wait_gone(record, wait):
             return
     raise ControlPlaneError(f"{record.name} (pid {record.pid}) survived SIGKILL")
+
+
+def _record(name: str, pid: int, exe: str, log: str) -> ProcessRecord | None:
+    stat = _proc_stat(pid)
+    return ProcessRecord(name, pid, exe, stat[1], log) if stat is not None else None
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    detach: bool = False,
+    exe: str | None = None,
+    stdin: int = subprocess.DEVNULL,
+    exec_timeout: float = 10.0,
+) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start ``argv`` with stdout and stderr appended to ``log`` and return its record.
+
+    ``exe`` names the program the process ends up running when ``argv[0]`` is a wrapper that
+    execs it (``nsenter``, ``unshare``): the record must name that program, since
+    :func:`is_running` compares it with ``/proc/<pid>/exe``, so this waits (bounded) until the
+    exec happened. Without ``exe`` it is ``argv[0]``, resolved. An exec that never comes
+    (the wrapper failed) raises :class:`ControlPlaneError` with the log's tail.
+    """
+    final = str(Path(exe or argv[0]).resolve())
+    with log.open("ab") as sink:
+        child = subprocess.Popen(
+            list(argv),
+            stdin=stdin,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            start_new_session=detach,
+        )
+    # An unreaped child keeps its PID, so these reads are of the process we started.
+    deadline = time.monotonic() + exec_timeout
+    for _ in range(int(exec_timeout / POLL_INTERVAL) + 1):
+        if exe is None or _proc_exe(child.pid) == final:
+            record = _record(name, child.pid, final, str(log))
+            if record is not None and child.poll() is None:
+                return child, record
+        if child.poll() is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL / 5)
+    code = child.poll()
+    if code is None:
+        child.kill()
+        child.wait(5)
+    raise ControlPlaneError(
+        f"{name} did not start {final} (exit {code}); last lines of {log}:\n{_tail(log, 20)}"
+    )
+
+
+def adopt(name: str, pid: int) -> ProcessRecord | None:
+    """A record for a live process we own but did not spawn (e.g. a container shim our
+    containerd started), so that :func:`terminate` can stop it with the same identity checks.
+    None if ``pid`` is gone."""
+    exe = _proc_exe(pid) or _proc_argv0(pid)
+    return _record(name, pid, exe, "") if exe is not None else None
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -495,6 +560,10 @@ class ControlPlane:
         kcm = self._client_cert(client_ca, "system:kube-controller-manager", [], now)
         self._write_pair("admin", admin)
         self._write_pair("kube-controller-manager", kcm)
+        self._write_pair(
+            "apiserver-kubelet-client",
+            self._client_cert(client_ca, "kube-apiserver-kubelet-client", ["system:masters"], now),
+        )
         self._write_kubeconfig(self.admin_kubeconfig, "pullsecret-e2e-admin", _cert_user(admin))
         self._write_kubeconfig(
             self.controller_manager_kubeconfig, "system:kube-controller-manager", _cert_user(kcm)
@@ -549,21 +618,11 @@ class ControlPlane:
     # -- starting the components --------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str], detach: bool) -> ProcessRecord:
-        exe = str((self.bin_dir / name).resolve())
         log = self.logs_dir / f"{name}.log"
-        with log.open("wb") as sink:
-            child = subprocess.Popen(
-                [exe, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=detach,
-            )
-        # Popen returns after exec succeeded, and an unreaped child keeps its PID: this stat
-        # is of the process we started.
-        stat = _proc_stat(child.pid)
-        record = ProcessRecord(name, child.pid, exe, stat[1] if stat else -1, str(log))
+        log.unlink(missing_ok=True)  # one log per run: spawn() appends
+        child, record = spawn(
+            name, [str(self.bin_dir / name), *args], log=log, cwd=self.workdir, detach=detach
+        )
         self.processes.append(record)
         self._children[child.pid] = child
         self._save_state()
@@ -609,7 +668,16 @@ class ControlPlane:
             f"--tls-cert-file={d / 'apiserver.crt'}",
             f"--tls-private-key-file={d / 'apiserver.key'}",
             f"--client-ca-file={d / 'client-ca.crt'}",
-            "--authorization-mode=RBAC",
+            # Node before RBAC, as in kubeadm clusters: a kubelet (``system:node:<name>``, see
+            # tools/node.py) reads only the Secrets and ConfigMaps of pods bound to it, and
+            # NodeRestriction keeps it from writing other nodes' objects.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # Logs and exec of pods on a real node: the API server calls the kubelet with a
+            # client certificate of our client CA and checks the kubelet's serving certificate.
+            f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={d / 'ca.crt'}",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}",
@@ -747,6 +815,8 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kubectl"),
                 f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
+                # Discovery cache in the work directory, not ~/.kube/cache of the host's user.
+                f"--cache-dir={self.workdir / 'kubectl-cache'}",
                 *args,
             ],
             capture_output=True,

@@ -28,9 +28,11 @@ from tests.e2e.support import (
     webhook_configuration,
 )
 from tools.controlplane import ControlPlane, bin_dir_from_env
+from tools.node import Node
 
 _PLANE: ControlPlane | None = None
 _SERVER: WebhookServer | None = None
+_NODE: Node | None = None
 
 BASE_POLICY = POLICY_HEADER + "rules: []\n"
 
@@ -50,6 +52,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("control plane logs", _PLANE.log_tails(30)))
         if _SERVER is not None:
             report.sections.append(("webhook log", _SERVER.log_tail(40)))
+        if _NODE is not None:
+            report.sections.append(("node logs", _NODE.log_tails(30)))
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +64,23 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     yield plane
     plane.stop()
     _PLANE = None
+
+
+@pytest.fixture(scope="session")
+def node(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """The real node (kubelet + containerd + registry), started only if a test asks for it."""
+    global _NODE  # noqa: PLW0603 - the report hook needs it
+    started = Node.start(tmp_path_factory.mktemp("node"), control_plane)
+    _NODE = started
+    yield started
+    _NODE = None
+    started.stop()
+
+
+@pytest.fixture
+def running_nodes() -> list[Node]:
+    """The session's node if some test started it already (never starts one)."""
+    return [_NODE] if _NODE is not None else []
 
 
 @pytest.fixture(scope="session")
