@@ -227,6 +227,11 @@ build_project() {
   log "image: importing the base as $base_ref"
   c=$(buildah from "${policy[@]}" scratch)
   buildah add "$c" "$base/base.tar" / >/dev/null
+  # mmdebstrap's --skip=output/dev leaves out /dev itself: add it back empty (root, 0755), as
+  # in Debian's official images; the runtime mounts its own /dev there.
+  mkdir -m 0755 -p "$work/devroot/dev"
+  tar -C "$work/devroot" --numeric-owner --owner=0 --group=0 -cf "$work/dev.tar" ./dev
+  buildah add "$c" "$work/dev.tar" / >/dev/null
   buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 --cmd python3 \
     --created-by "mmdebstrap $SUITE minbase $BASE_PACKAGES (tools/build-image.sh)" \
