@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: venv tools test unit lint e2e demo demo-down clean
+.PHONY: venv tools image test unit lint e2e demo demo-down clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,17 @@ venv: $(VENV)/.installed
 tools:
 	tools/build-control-plane.sh >/dev/null
 
+# Builds the container image from the Dockerfile with buildah, FROM a Debian 12 Python base made
+# with mmdebstrap (no Docker engine, no registry), into ~/.cache/pullsecret-injector/image
+# (reused when the inputs are unchanged); prints the OCI archive. Pushing: tools/build-image.sh --help
+image:
+	tools/build-image.sh
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check webhook certs
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tools/image.py tools/ocirootfs.py
 	$(VENV)/bin/lint-imports
 
 unit: venv

@@ -76,6 +76,7 @@ MMDEBSTRAP_OPTS=(
 )
 # The first hook records the package list next to the chroot; the second empties the two files
 # mmdebstrap copies from this host (its resolver and hostname must not ship; runtimes mount them).
+# shellcheck disable=SC2016  # $1 is the chroot, expanded by mmdebstrap's hook shell
 MMDEBSTRAP_HOOKS=(
   --customize-hook='chroot "$1" dpkg-query -W -f "\${Package} \${Version}\n" > "$1/../packages.txt"'
   --customize-hook=': > "$1/etc/resolv.conf"; : > "$1/etc/hostname"; chmod 0644 "$1/etc/resolv.conf" "$1/etc/hostname"'
@@ -150,6 +151,7 @@ build_tools() {
   fi
   for deb in "$dl"/*.deb; do
     dpkg -x "$deb" "$work/tools/root"
+    # shellcheck disable=SC2016  # dpkg-deb's own ${field} syntax
     dpkg-deb --show --showformat='${Package} ${Version}\n' "$deb" >> "$work/tools/debs.txt"
   done
   # buildah re-executes itself (/proc/self/exe) as `buildah-chroot-runtime` with a clean
@@ -229,7 +231,7 @@ build_project() {
   buildah add "$c" "$base/base.tar" / >/dev/null
   # mmdebstrap's --skip=output/dev leaves out /dev itself: add it back empty (root, 0755), as
   # in Debian's official images; the runtime mounts its own /dev there.
-  mkdir -m 0755 -p "$work/devroot/dev"
+  mkdir "$work/devroot" && mkdir -m 0755 "$work/devroot/dev"
   tar -C "$work/devroot" --numeric-owner --owner=0 --group=0 -cf "$work/dev.tar" ./dev
   buildah add "$c" "$work/dev.tar" / >/dev/null
   buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
