@@ -6,11 +6,17 @@
 # Every setting comes from PSI_* environment variables (webhook/settings.py).
 #
 # Build: docker build -t pullsecret-injector:0.1.0 .
-# tests/unit/test_dockerfile.py replays the install and command lines below in a fresh venv,
+#        tools/build-image.sh   (buildah, no engine, no registry: a Debian 12 base built locally)
+# tests/packaging/test_dockerfile.py replays the install and command lines below in a fresh venv,
 # so keep them plain: one `python -m venv`, one `pip install`, exec-form CMD.
 
+# The base of both stages. Any image with Python 3.11 at the same path in both stages and
+# `python` on PATH will do; tools/build-image.sh passes a Debian 12 image it builds itself
+# (python3, python3-venv, python-is-python3, ca-certificates) where no registry is reachable.
+ARG BASE_IMAGE=python:3.11-slim
+
 # ---- builder: resolve and install into a self-contained venv --------------------------------
-FROM python:3.11-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -33,7 +39,7 @@ RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt . \
     && chmod -R g=u /opt/venv
 
 # ---- runtime: the base image, the venv and the gunicorn config; nothing else ----------------
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="pullsecret-injector" \
       org.opencontainers.image.description="Admission webhook that injects image pull secrets into Pods and ServiceAccounts" \

@@ -9,7 +9,7 @@ NODE_HARNESS := tools/node.py tools/nodeconfig.py tools/registry.py tools/cgroup
 BIN_DIRS = PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) \
            PULLSECRET_NODE_BIN_DIR=$$(tools/build-node.sh)
 
-.PHONY: venv tools node-tools test unit lint e2e demo demo-down clean
+.PHONY: venv tools node-tools image test unit lint e2e demo demo-down clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,17 @@ tools:
 node-tools:
 	tools/build-node.sh >/dev/null
 
+# Builds the container image from the Dockerfile with buildah, FROM a Debian 12 Python base made
+# with mmdebstrap (no Docker engine, no registry), into ~/.cache/pullsecret-injector/image
+# (reused when the inputs are unchanged); prints the OCI archive. Pushing: tools/build-image.sh --help
+image:
+	tools/build-image.sh
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check webhook certs
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tools/image.py tools/ocirootfs.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check $(NODE_HARNESS)
 	$(VENV)/bin/mypy --strict $(NODE_HARNESS)

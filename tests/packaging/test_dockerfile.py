@@ -72,6 +72,7 @@ class Stage:
     base: str
     name: str
     instructions: list[Instruction] = field(default_factory=list)
+    raw_base: str = ""  # the FROM word as written, before build arguments are substituted
 
     def all(self, keyword: str) -> list[Instruction]:
         return [i for i in self.instructions if i.keyword == keyword]
@@ -86,7 +87,46 @@ class Stage:
         return result
 
 
-def parse_dockerfile(text: str) -> list[Stage]:
+def global_args(text: str) -> dict[str, str]:
+    """The ``ARG name[=default]`` lines before the first FROM: the only ones FROM may use."""
+    result: dict[str, str] = {}
+    for line in _logical_lines(text):
+        keyword, _, args = line.partition(" ")
+        if keyword.upper() == "FROM":
+            break
+        if keyword.upper() == "ARG":
+            name, _, default = args.strip().partition("=")
+            result[name] = default
+    return result
+
+
+def _substitute(word: str, values: Mapping[str, str]) -> str:
+    """``$NAME`` and ``${NAME}`` as Docker expands them in FROM (no modifiers are used here)."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], ""), word)
+
+
+def parse_dockerfile(text: str, build_args: Mapping[str, str] | None = None) -> list[Stage]:
+    """Stages in order, each FROM resolved with the global ARG defaults and ``build_args``."""
+    values = global_args(text) | dict(build_args or {})
+    stages: list[Stage] = []
+    for line in _logical_lines(text):
+        keyword, _, args = line.partition(" ")
+        keyword = keyword.upper()
+        args = re.sub(r"\s+", " ", args).strip()
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
+            base = _substitute(words[0], values)
+            stages.append(Stage(base=base, name=name, raw_base=words[0]))
+        elif keyword == "ARG" and not stages:
+            continue  # a global build argument, read by global_args()
+        else:
+            assert stages, f"{keyword} before FROM"
+            stages[-1].instructions.append(Instruction(keyword, args))
+    return stages
+
+
+def _logical_lines(text: str) -> list[str]:
     logical: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -101,19 +141,7 @@ def parse_dockerfile(text: str) -> list[Stage]:
         logical.append(pending + line)
         pending = ""
     assert not pending, "dangling line continuation"
-    stages: list[Stage] = []
-    for line in logical:
-        keyword, _, args = line.partition(" ")
-        keyword = keyword.upper()
-        args = re.sub(r"\s+", " ", args).strip()
-        if keyword == "FROM":
-            words = args.split()
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
-            stages.append(Stage(base=words[0], name=name))
-        else:
-            assert stages, f"{keyword} before FROM"
-            stages[-1].instructions.append(Instruction(keyword, args))
-    return stages
+    return logical
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +173,17 @@ def test_hadolint_is_clean() -> None:
 def test_two_stages_on_the_same_slim_python_base(stages: list[Stage]) -> None:
     assert [s.base for s in stages] == ["python:3.11-slim", "python:3.11-slim"]
     assert stages[0].name == "builder"
+
+
+def test_the_base_is_one_build_argument_for_both_stages() -> None:
+    """tools/build-image.sh builds FROM a local Debian 12 image where no registry is reachable;
+    everyone else gets python:3.11-slim. Both stages must follow the argument together: the
+    venv's ``python`` symlink points at the builder's interpreter path."""
+    text = DOCKERFILE.read_text()
+    assert global_args(text) == {"BASE_IMAGE": "python:3.11-slim"}
+    assert [s.raw_base for s in parse_dockerfile(text)] == ["${BASE_IMAGE}"] * 2
+    local = "localhost/pullsecret-injector-base:0123456789abcdef"
+    assert [s.base for s in parse_dockerfile(text, {"BASE_IMAGE": local})] == [local] * 2
 
 
 def test_the_builder_installs_the_project_into_a_venv_with_the_constraints(
@@ -238,13 +277,24 @@ def test_dockerignore_keeps_every_copied_file_and_nothing_else(stages: list[Stag
     for unwanted in (
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/unit/test_dockerfile.py",
+        "tests/packaging/test_dockerfile.py",
         "charts/pullsecret-injector/values.yaml",
         "tools/build-control-plane.sh",
+        "tools/build-image.sh",
         "webhook/__pycache__/app.cpython-311.pyc",
         "Dockerfile",
     ):
         assert not in_build_context(unwanted), unwanted
+
+
+def test_the_allow_list_is_plain_paths_the_image_build_can_hash() -> None:
+    """tools/build-image.sh keys its cache on the files under the ``!path`` lines; a glob there
+    would make it hash the wrong set and reuse a stale image."""
+    allowed = [pattern for exclude, pattern in dockerignore_patterns() if not exclude]
+    assert allowed
+    for pattern in allowed:
+        assert re.fullmatch(r"[\w.-]+", pattern), pattern
+        assert (REPO / pattern).exists(), pattern
 
 
 # -- the command, with the project's venv (fast) ------------------------------------------------
