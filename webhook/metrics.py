@@ -70,6 +70,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.copies_refused = Counter(
+            "copies_refused",
+            "Copies the API server refused to create at admission; their names were not "
+            "injected (a pod never names a Secret that will not exist).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.conflicts = Counter(
             "ownership_conflicts",
             "Secrets with a managed name that we do not own.",

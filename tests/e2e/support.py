@@ -385,7 +385,13 @@ def webhook_configuration(
                         "apiGroups": [""],
                         "apiVersions": ["v1"],
                         "operations": ["CREATE"],
-                        "resources": ["pods", "serviceaccounts"],
+                        "resources": ["pods"],
+                    },
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["serviceaccounts"],
                     },
                     {
                         "apiGroups": [""],

@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 
 from webhook.app import create_app
 from webhook.core.clusterview import ClusterStore, source_from_object
+from webhook.core.copies import CopiesEnsured
+from webhook.core.plan import drop_names
 from webhook.core.policy import load_policy
 from webhook.http.backend import StaticBackend
 from webhook.metrics import Metrics
@@ -105,6 +107,31 @@ def test_pod_gets_the_secret_as_a_json_patch_and_the_copy_is_ensured(
     patched = jsonpatch.apply_patch(obj, json.loads(base64.b64decode(answer["patch"])))
     assert patched["spec"]["imagePullSecrets"] == [{"name": "corp-pull"}]
     assert backend.ensured == ["team-a/corp-pull"]
+
+
+def test_a_copy_the_api_server_refuses_is_not_injected_so_no_pod_names_a_missing_secret(
+    client: FlaskClient, backend: StaticBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusal = CopiesEnsured(
+        ("pullsecret-injector: the API server refused ...",), frozenset({"corp-pull"})
+    )
+    monkeypatch.setattr(backend, "ensure_copies", lambda plan, uid: refusal)
+    answer = post(client, review(pod("registry.example.com/app:1"))).get_json()["response"]
+    assert "patch" not in answer
+    assert answer["warnings"] == list(refusal.warnings)
+
+
+def test_ops_without_refused_names_keep_every_other_entry() -> None:
+    ops = (
+        {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "a"}, {"name": "b"}]},
+        {"op": "add", "path": "/spec/imagePullSecrets/-", "value": {"name": "c"}},
+        {"op": "add", "path": "/spec/imagePullSecrets/-", "value": {"name": "b"}},
+    )
+    assert drop_names(ops, frozenset({"b"})) == (  # type: ignore[arg-type]
+        {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "a"}]},
+        {"op": "add", "path": "/spec/imagePullSecrets/-", "value": {"name": "c"}},
+    )
+    assert drop_names(ops[:1], frozenset({"a", "b"})) == ()  # type: ignore[arg-type]
 
 
 def test_nothing_to_do_means_no_patch_fields_at_all(client: FlaskClient) -> None:

@@ -661,6 +661,33 @@ POD_CASES = [
 
 SERVICE_ACCOUNT_CASES = [
     case(
+        "an update that dropped the injected secret (a GitOps re-apply) gets it back",
+        rules=CORP.replace("}", ", serviceAccounts: {names: ['gitops-*']}}"),
+        kind="ServiceAccount",
+        operation="UPDATE",
+        obj=service_account("gitops-ssa", pull_secrets=["own-secret"]),
+        expected=service_account("gitops-ssa", pull_secrets=["own-secret", "corp-pull"]),
+        copies=[("team-a", "corp-pull", "pull-secrets/corp-pull")],
+    ),
+    case(
+        "an OLM-style full replacement keeps its entries, in order, and gains ours at the end",
+        rules=CORP.replace("}", ", serviceAccounts: {names: ['*']}}"),
+        kind="ServiceAccount",
+        operation="UPDATE",
+        obj=service_account("operator", pull_secrets=["b-pull", "a-pull"]),
+        expected=service_account("operator", pull_secrets=["b-pull", "a-pull", "corp-pull"]),
+        copies=[("team-a", "corp-pull", "pull-secrets/corp-pull")],
+    ),
+    case(
+        "an update that keeps the injected secret gets no patch (no write loop)",
+        rules=CORP.replace("}", ", serviceAccounts: {names: ['*']}}"),
+        kind="ServiceAccount",
+        operation="UPDATE",
+        obj=service_account("operator", pull_secrets=["corp-pull", "x-dockercfg-1"]),
+        expected=service_account("operator", pull_secrets=["corp-pull", "x-dockercfg-1"]),
+        copies=[("team-a", "corp-pull", "pull-secrets/corp-pull")],
+    ),
+    case(
         "a new ServiceAccount whose name matches a glob gets the rule's secrets",
         rules=CORP.replace("}", ", serviceAccounts: {names: [default, 'builder-*']}}"),
         kind="ServiceAccount",
@@ -788,7 +815,6 @@ SKIPPED_CASES = [
         ("Pod", "DELETE", "", pod([CORP_IMAGE])),
         ("Pod", "CREATE", "binding", pod([CORP_IMAGE])),
         ("Pod", "UPDATE", "status", pod([CORP_IMAGE])),
-        ("ServiceAccount", "UPDATE", "", service_account()),
         (
             "Deployment",
             "CREATE",

@@ -33,6 +33,7 @@ from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
 
 __all__ = [
+    "CopiesEnsured",
     "CopySpec",
     "applicable_rules",
     "content_hash",
@@ -44,6 +45,18 @@ __all__ = [
 
 KeyMapping = tuple[tuple[str, str], ...]
 """(key in the source, key in the copy) pairs."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopiesEnsured:
+    """What creating a decision's missing copies came to."""
+
+    warnings: tuple[str, ...] = ()
+    refused: frozenset[str] = frozenset()
+    """Copy names the API server refused outright (forbidden, invalid, quota): they are not
+    injected, or the object would name a Secret that will not exist. A timeout or an
+    unreachable API server is not a refusal: the name stays, the controller creates the copy
+    within seconds, and the warning says so."""
 
 
 @dataclass(frozen=True, slots=True)

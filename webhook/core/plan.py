@@ -50,6 +50,7 @@ __all__ = [
     "PlannerSlot",
     "PodInput",
     "Scope",
+    "drop_names",
     "plan",
     "pod_input",
 ]
@@ -262,7 +263,10 @@ class Planner:
             pod = pod_input(scope.key, obj, CONTAINER_FIELDS)
             findings = self._pods.get(pod, lambda key: self._pod(scope, key))
             return self._finish(scope, known, findings)
-        if request.kind == "ServiceAccount" and request.operation == "CREATE":
+        if request.kind == "ServiceAccount" and request.operation in ("CREATE", "UPDATE"):
+            # UPDATE too: GitOps tools and operators (Argo CD, Flux, OLM) rewrite the list
+            # without our entry; it is put back in the same request, so the stored account
+            # never lacks it and a server-side diff of their manifest shows no drift.
             return self._finish(scope, known, self._service_account(scope, obj))
         return Plan(
             namespace=namespace,
@@ -308,7 +312,9 @@ class Planner:
         return notes.findings((), (), reason, images), list(pod.pull_secrets)
 
     def _service_account(self, scope: Scope, account: Mapping[str, Any]) -> Findings:
-        """Like ``secrets link <sa> <secret> --for=pull``, at creation."""
+        """Like ``secrets link <sa> <secret> --for=pull``, at creation and on every update:
+        missing names are appended, nothing else is touched, and an account that already
+        has them gets no patch (no write loop with a controller that rewrites the list)."""
         notes = _Notes()
         name = str(_mapping(account.get("metadata")).get("name") or "")
         if not name:
@@ -653,6 +659,20 @@ def _append_ops(
         # absent or null: one add of the whole list (an add on an existing list would replace it)
         return (JsonPatchOp(op="add", path=path, value=[{"name": n} for n in missing]),)
     return tuple(JsonPatchOp(op="add", path=f"{path}/-", value={"name": n}) for n in missing)
+
+
+def drop_names(ops: Sequence[JsonPatchOp], names: frozenset[str]) -> tuple[JsonPatchOp, ...]:
+    """``ops`` without the entries that add ``names`` (copies the API server refused)."""
+    kept: list[JsonPatchOp] = []
+    for op in ops:
+        value = op["value"]
+        if isinstance(value, list):
+            remaining = [entry for entry in value if entry.get("name") not in names]
+            if remaining:
+                kept.append(JsonPatchOp(op="add", path=op["path"], value=remaining))
+        elif not (isinstance(value, Mapping) and value.get("name") in names):
+            kept.append(op)
+    return tuple(kept)
 
 
 def _reason(added: Sequence[str], wanted: Sequence[str], images: Sequence[ImageDecision]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from webhook.core.plan import Plan, Planner
+from webhook.core.plan import Plan, Planner, drop_names
 from webhook.core.review import AdmissionRequest, BadReview, allow, decode_request, deny, read_uid
 from webhook.http.backend import AdmissionBackend
 from webhook.metrics import Metrics
@@ -85,14 +85,20 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
             metrics.warnings.labels(kind).inc(len(warnings))
             _log_decision(request_, decided, result, started)
             return 200, deny(uid, decided.deny, warnings)
+        ops, refused = decided.ops, frozenset[str]()
         if decided.copies and not request_.dry_run:
-            warnings.extend(backend.ensure_copies(decided, uid))
-        result = "patched" if decided.ops else "unchanged"
-        for injection in decided.injections:
+            ensured = backend.ensure_copies(decided, uid)
+            warnings.extend(ensured.warnings)
+            refused = ensured.refused
+            if refused:
+                ops = drop_names(ops, refused)
+                metrics.copies_refused.inc(len(ensured.refused))
+        result = "patched" if ops else "unchanged"
+        for injection in (i for i in decided.injections if i.secret not in refused):
             metrics.injections.labels(injection.rule, injection.registry, kind).inc()
         metrics.warnings.labels(kind).inc(len(warnings))
         _log_decision(request_, decided, result, started)
-        return 200, allow(uid, decided.ops, warnings)
+        return 200, allow(uid, ops, warnings)
     except Exception:
         log.exception(
             "admission failed; admitting unchanged",

@@ -8,11 +8,11 @@ request path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from webhook.core.clusterview import ClusterStore, ClusterView
+from webhook.core.copies import CopiesEnsured
 from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 
@@ -35,8 +35,8 @@ class AdmissionBackend(Protocol):
         """Fetch one namespace the view has not seen yet; True if it is now known."""
         ...
 
-    def ensure_copies(self, plan: Plan, uid: str) -> Sequence[str]:
-        """Make sure ``plan.copies`` exist; return warnings for those that could not be."""
+    def ensure_copies(self, plan: Plan, uid: str) -> CopiesEnsured:
+        """Make sure ``plan.copies`` exist; say which could not be, and which were refused."""
         ...
 
     def readiness(self) -> tuple[bool, str]:
@@ -68,9 +68,9 @@ class StaticBackend:
     def refresh_namespace(self, namespace: str) -> bool:
         return self.store.namespace_labels(namespace) is not None
 
-    def ensure_copies(self, plan: Plan, uid: str) -> Sequence[str]:
+    def ensure_copies(self, plan: Plan, uid: str) -> CopiesEnsured:
         self.ensured.extend(f"{c.namespace}/{c.name}" for c in plan.copies)
-        return ()
+        return CopiesEnsured()
 
     def readiness(self) -> tuple[bool, str]:
         if self.current_policy is None:

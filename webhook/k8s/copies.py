@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from webhook.core.clusterview import ClusterStore, target_from_object
-from webhook.core.copies import CopySpec, render_copy
+from webhook.core.copies import CopiesEnsured, CopySpec, render_copy
 from webhook.metrics import Metrics
 
 __all__ = ["create_copies"]
@@ -31,10 +31,12 @@ def create_copies(
     timeout: float,
     metrics: Metrics,
     uid: str = "",
-) -> list[str]:
-    """Create each missing copy; return a warning for each one that could not be ensured."""
+) -> CopiesEnsured:
+    """Create each missing copy; warn for each one that could not be ensured, and name those
+    the API server refused outright (as opposed to running out of time)."""
     deadline = time.monotonic() + timeout
     warnings: list[str] = []
+    refused: set[str] = set()
     for spec in copies:
         source = store.source_secret(spec.source_namespace, spec.source_name)
         if source is None or source.config is None:
@@ -54,6 +56,10 @@ def create_copies(
         except ApiException as exc:
             if exc.status == 409:
                 outcome = "exists"
+            elif exc.status in _REFUSALS:
+                outcome = f"http_{exc.status}"
+                refused.add(spec.name)
+                warnings.append(_refused(spec, f"{exc.status} {exc.reason}"))
             else:
                 outcome = f"http_{exc.status}"
                 warnings.append(_warning(spec, f"API server said {exc.status} {exc.reason}"))
@@ -72,7 +78,19 @@ def create_copies(
                 "outcome": outcome,
             },
         )
-    return warnings
+    return CopiesEnsured(tuple(warnings), frozenset(refused))
+
+
+_REFUSALS = frozenset({400, 403, 404, 422})
+"""Answers that will not change on a retry within the budget (forbidden by RBAC or an
+admission policy, quota exceeded, namespace gone or terminating, invalid)."""
+
+
+def _refused(spec: CopySpec, why: str) -> str:
+    return (
+        f"pullsecret-injector: the API server refused to create Secret {spec.name} in "
+        f"{spec.namespace} ({why}); not injected, so the pod names no missing Secret"
+    )
 
 
 def _warning(spec: CopySpec, why: str) -> str:

@@ -18,13 +18,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from webhook.core.clusterview import ClusterStore, ClusterView
+from webhook.core.copies import CopiesEnsured
 from webhook.core.permissions import Component, Need
 from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
@@ -290,9 +291,9 @@ class LiveBackend:
         self.state.store.put_namespace(namespace, (obj.get("metadata") or {}).get("labels") or {})
         return True
 
-    def ensure_copies(self, plan: Plan, uid: str) -> Sequence[str]:
+    def ensure_copies(self, plan: Plan, uid: str) -> CopiesEnsured:
         if not self.settings.write_copies:
-            return ()
+            return CopiesEnsured()
         return create_copies(
             self.state.core,
             self.state.store,
