@@ -38,7 +38,7 @@ __all__ = [
     "webhook_scope",
 ]
 
-MissKind = Literal["excluded-by-name", "not-included", "excluded-by-label", "opted-out"]
+MissKind = Literal["excluded-by-name", "not-included", "excluded-by-label", "opted-out", "no-rules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +59,12 @@ class Miss:
             "not-included": "not included by name",
             "excluded-by-label": "excluded by label",
             "opted-out": "opted out",
+            "no-rules": "the policy has no rules",
         }[self.kind]
 
     def __str__(self) -> str:
+        if self.kind == "no-rules":
+            return self.summary
         who = f"rule {self.rule}" if self.rule else "webhook configuration"
         return f"{self.summary} ({who}: {self.detail})"
 

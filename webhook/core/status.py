@@ -327,6 +327,8 @@ class NamespaceReport:
         if not self.out_of_scope:
             return ""
         first = self.out_of_scope[0]
+        if first.kind == "no-rules":
+            return f"no rule reaches it: {first}"
         if not first.rule:
             return str(first)
         if len(self.out_of_scope) == 1:
@@ -361,7 +363,7 @@ def assess(
                 miss for rule in policy.rules if (miss := rule_miss(rule, namespace, labels))
             )
             reports[namespace] = NamespaceReport(
-                namespace, out_of_scope=misses or (Miss("not-included", "the policy has no rules"),)
+                namespace, out_of_scope=misses or (Miss("no-rules", ""),)
             )
         else:
             in_scope[namespace] = labels
