@@ -499,13 +499,13 @@ def read_sources(
 
 
 def _is_ours(configuration: Mapping[str, Any], release_namespace: str | None) -> bool:
+    """A release's configuration: our webhook name, calling a Service (a configuration that
+    calls a URL is found only by name, with ``--release-namespace``)."""
     webhooks = configuration.get("webhooks") or []
     if not any(str(w.get("name", "")).endswith(_WEBHOOK_SUFFIX) for w in webhooks):
         return False
-    return release_namespace is None or _service_namespace(configuration) in (
-        release_namespace,
-        "",
-    )
+    served_from = _service_namespace(configuration)
+    return bool(served_from) and release_namespace in (None, served_from)
 
 
 def _service_namespace(configuration: Mapping[str, Any]) -> str:
