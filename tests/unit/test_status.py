@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -459,7 +460,7 @@ def test_the_table_reads_like_kubectl_get() -> None:
     assert text.splitlines() == [
         "Webhook:     psi-pullsecret-injector",
         "Policy:      psi/psi-pullsecret-injector-policy (generation 42)",
-        "In force:    generation 42 in force, 4 rule(s), valid",
+        "In force:    generation 42, 4 rule(s), valid",
         "Reported:    by controller-0 at 2026-01-02T03:04:05Z",
         "Sources:",
         "  pull-secrets/corp-pull   present",
@@ -523,3 +524,65 @@ def test_the_document_output_has_every_fact_of_the_table() -> None:
     assert by_name["team-b"]["copies"]["stale"] == ["corp-pull"]
     assert by_name["team-b"]["copies"]["missing"] == ["builds-pull"]
     json.dumps(document)  # serialisable as is
+
+
+# -- the README's example ----------------------------------------------------------------------
+
+README_POLICY = load_policy(
+    f"""\
+apiVersion: pullsecret-injector.io/v1
+kind: PullSecretPolicy
+defaults: {{sourceNamespace: {PS}}}
+rules:
+  - {{name: corp, registries: [registry.example.com], secrets: [corp-pull],
+     namespaces: {{include: ["team-*"]}}}}
+  - {{name: vendor, registries: [vendor.example.com], secrets: [vendor-pull],
+     namespaces: {{include: ["team-vendor"]}}}}
+""",
+    generation="232",
+)
+
+
+def readme_status() -> ClusterStatus:
+    """The README's `status` example: one namespace of each kind an operator asks about."""
+    corp = [pull_secret("corp-pull", PS, ["registry.example.com"])]
+    namespaces = {"kube-system": {}, "sandbox": {"pullsecret-injector.io/inject": "false"}}
+    namespaces |= {"team-a": {}, "team-b": {}, "team-vendor": {}}
+    store = cluster(corp, namespaces)
+    for namespace in ("team-a", "team-vendor"):
+        spec = desired_copies(README_POLICY, namespace, {}, store)["corp-pull"]
+        source = store.source_secret(PS, "corp-pull")
+        assert source is not None
+        store.put_target(cluster(targets=[render_copy(spec, source)]).targets()[0])
+    store.put_target(cluster(targets=[foreign("corp-pull", "team-b")]).targets()[0])
+    configuration = webhook_scope({"metadata": {"name": "psi-pullsecret-injector"}, "webhooks": [{
+        "namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+             "values": ["pullsecret-injector", "kube-system"]},
+            {"key": "pullsecret-injector.io/inject", "operator": "NotIn", "values": ["false"]},
+        ]}}]})  # fmt: skip
+    reported = policy_report(
+        README_POLICY,
+        configmap="pullsecret-injector/psi-pullsecret-injector-policy",
+        key="policy.yaml",
+        error="",
+        rejected_generation="",
+        sources=source_states(README_POLICY, store),
+        reporter="psi-pullsecret-injector-controller-6d9f-x2x",
+    )
+    return ClusterStatus(
+        webhook_configuration="psi-pullsecret-injector",
+        policy_configmap="pullsecret-injector/psi-pullsecret-injector-policy",
+        policy_generation="232",
+        reported=replace(reported, updated="2026-12-01T23:24:44Z"),
+        namespaces=assess(README_POLICY, store, (), configuration),
+    )
+
+
+def test_the_readme_status_example_is_what_status_prints() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    command = "$ pullsecret-injector status            # or: kubectl pullsecret status\n"
+    shown = readme.split(command, 1)[1].split("```", 1)[0]
+
+    assert render_table(readme_status()) == shown
+    assert not readme_status().ok

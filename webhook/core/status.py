@@ -537,9 +537,7 @@ def _header_lines(status: ClusterStatus) -> list[str]:
             state = "valid" if reported.valid else f"latest edit rejected: {reported.error}"
             if reported.rejected_generation:
                 state += f" (generation {reported.rejected_generation})"
-            in_force = (
-                f"generation {reported.generation} in force, {reported.rules} rule(s), {state}"
-            )
+            in_force = f"generation {reported.generation}, {reported.rules} rule(s), {state}"
         else:
             in_force = f"no policy in force: {reported.error}"
         lines.append(f"In force:    {in_force}")
