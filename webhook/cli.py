@@ -1,17 +1,26 @@
-"""``pullsecret-injector``: the command line.
+"""``pullsecret-injector`` and ``kubectl pullsecret``: the command line.
 
-Exit codes are part of the interface: 0 success, 1 the policy (or the object) fails — an
-invalid policy, a denied object — and 2 unusable input (unreadable files, bad arguments).
+Exit codes are part of the interface: 0 success, 1 the policy (or the object, or the
+cluster) fails — an invalid policy, a denied object, a namespace missing its copy — and 2
+unusable input or a question that cannot be asked (unreadable files, bad arguments, no
+access to the cluster, an unreachable API server).
+
+``kubectl-pullsecret`` is the same parser with the commands an operator runs against a
+cluster (``status``, ``explain``, ``validate-policy``); both follow kubectl's conventions:
+``-n/--namespace``, ``--kubeconfig``, ``--context``, ``-o``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["kubectl_main", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -19,9 +28,19 @@ EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
 
+_DESCRIPTION = "Give every Pod and ServiceAccount exactly the image pull secrets it needs."
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    return _run(_parser("pullsecret-injector", operational=True), argv)
+
+
+def kubectl_main(argv: Sequence[str] | None = None) -> int:
+    """``kubectl pullsecret ...``: kubectl finds ``kubectl-pullsecret`` on PATH."""
+    return _run(_parser("kubectl pullsecret", operational=False), argv)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     command: Command = args.command
     try:
@@ -30,29 +49,103 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pullsecret-injector",
-        description="Give every Pod and ServiceAccount exactly the image pull secrets it needs.",
-    )
+def _parser(prog: str, *, operational: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
+    _add_status(sub)
+    _add_explain(sub)
     validate = sub.add_parser(
         "validate-policy", help="check a policy file; print every located error"
     )
     validate.add_argument("policy", type=Path, help="policy YAML file")
     validate.set_defaults(command=_validate_policy)
+    if operational:
+        from webhook import commands  # noqa: PLC0415 - keeps `--help` fast
 
-    explain = sub.add_parser(
-        "explain", help="show what the webhook would do with an object, and why (offline)"
+        commands.register(sub)
+    return parser
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    """kubectl's connection flags, and how to find the release when discovery cannot."""
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
     )
-    explain.add_argument("object", type=Path, help="Pod, ServiceAccount or workload YAML")
-    explain.add_argument("--policy", type=Path, required=True, help="policy YAML file")
-    explain.add_argument("--namespace", default="", help="namespace of the object")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "--webhook-configuration",
+        metavar="NAME",
+        help="the release's MutatingWebhookConfiguration (default: the only one with a webhook "
+        "named *.pullsecret-injector.io)",
+    )
+    parser.add_argument(
+        "--release-namespace",
+        metavar="NS",
+        help="namespace the release runs in (default: its webhook Service's)",
+    )
+    parser.add_argument(
+        "--policy-configmap",
+        metavar="[NS/]NAME",
+        help="policy ConfigMap (default: as the controller reports it, else <release>-policy)",
+    )
+
+
+_STATUS_EPILOG = """\
+Reads only (get/list): the webhook configuration, the status and policy ConfigMaps,
+namespaces, the policy's source Secrets, Secrets with a managed name, ServiceAccounts.
+
+exit codes: 0 all good; 1 something is wrong (a namespace lacks a copy, a copy is stale or
+held by a Secret we do not own, a source is missing, the policy is invalid); 2 cannot ask
+(no access, API server unreachable, no release found).
+"""
+
+
+def _add_status(sub: Any) -> None:
+    status = sub.add_parser(
+        "status",
+        help="the policy in force and every namespace's copies, read from the live cluster",
+        description="The policy in force as the controller reports it, then one line per "
+        "namespace: copies expected and present, stale copies, Secrets we do not own holding "
+        "a managed name, ServiceAccounts lacking their secret, and why a namespace is out of "
+        "scope.",
+        epilog=_STATUS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scope = status.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="only this namespace")
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace (the default)"
+    )
+    status.add_argument("-o", "--output", choices=("wide", "json", "yaml"), help="output format")
+    _cluster_options(status)
+    status.set_defaults(command=_status)
+
+
+_EXPLAIN_EPILOG = """\
+OBJECT is a file (Pod, ServiceAccount or workload YAML) or TYPE/NAME of a live object
+(pod/web, sa/default, deploy/api): then the object, its namespace's labels, the policy
+(unless --policy), its source Secrets and the copies present are read from the cluster.
+A file without --policy also reads the policy and Secrets from the cluster.
+
+exit codes: 0 admitted; 1 denied; 2 unusable input or cluster not readable.
+"""
+
+
+def _add_explain(sub: Any) -> None:
+    explain = sub.add_parser(
+        "explain",
+        help="show what the webhook would do with an object, and why",
+        epilog=_EXPLAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("object", metavar="OBJECT", help="a YAML file, or TYPE/NAME")
+    explain.add_argument("--policy", type=Path, help="policy YAML file (offline)")
+    explain.add_argument("-n", "--namespace", default="", help="namespace of the object")
     explain.add_argument(
         "--namespace-labels",
         action="append",
         default=[],
+        type=_label_argument,
         metavar="K=V[,K=V]",
         help="labels of that namespace (for rules with selectors)",
     )
@@ -62,15 +155,42 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         metavar="FILE",
-        help="Secret manifest(s) of the source namespace (repeatable)",
+        help="Secret manifest(s): sources, or copies already in the namespace (repeatable)",
     )
-    explain.add_argument("--output", choices=("text", "json"), default="text")
+    ephemeral = explain.add_argument_group(
+        "kubectl debug", "explain adding ephemeral containers to a running pod"
+    )
+    ephemeral.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="the object's spec.ephemeralContainers are being added (pods/ephemeralcontainers "
+        "UPDATE), not created with the pod",
+    )
+    ephemeral.add_argument(
+        "--old-object",
+        type=Path,
+        metavar="FILE",
+        help="with --ephemeral: the running pod (default: the object without them)",
+    )
+    ephemeral.add_argument(
+        "--debug-image",
+        metavar="IMAGE",
+        help="as `kubectl debug --image IMAGE` on the pod (implies --ephemeral)",
+    )
+    explain.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    _cluster_options(explain)
     explain.set_defaults(command=_explain)
 
-    from webhook import commands  # noqa: PLC0415 - keeps `--help` fast
 
-    commands.register(sub)
-    return parser
+def _label_argument(value: str) -> str:
+    """Checked where it is given, so the error names this argument, not the next one."""
+    for item in value.split(","):
+        key, sep, _ = item.partition("=")
+        if item and (not sep or not key):
+            raise argparse.ArgumentTypeError(
+                f"label {item!r} must be key=value (e.g. --namespace-labels team=payments)"
+            )
+    return value
 
 
 def _read(path: Path) -> str:
@@ -108,26 +228,53 @@ def _validate_policy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _explain(args: argparse.Namespace) -> int:
-    from webhook.core import explain  # noqa: PLC0415
-    from webhook.core.policy import PolicyInvalid, load_policy  # noqa: PLC0415
+# -- status ---------------------------------------------------------------------------------
+
+
+def _status(args: argparse.Namespace) -> int:
+    from webhook.core.status import render_document, render_table  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, connect  # noqa: PLC0415
+    from webhook.k8s.status import CannotAsk, read_status  # noqa: PLC0415
 
     try:
-        policy = load_policy(_read(args.policy))
-        objects = explain.load_documents(_read(args.object), str(args.object))
-        secrets = [
-            doc for path in args.secret for doc in explain.load_documents(_read(path), str(path))
-        ]
-        labels = explain.parse_labels(args.namespace_labels)
-        if len(objects) != 1:
-            raise _UsageError(f"{args.object}: expected exactly one object, found {len(objects)}")
-        result = explain.explain(
-            policy,
-            objects[0],
+        cluster = connect(args.kubeconfig, args.context)
+        status = read_status(
+            cluster.api,
             namespace=args.namespace,
-            namespace_labels=labels,
-            secrets=secrets,
+            webhook_configuration=args.webhook_configuration,
+            release_namespace=args.release_namespace,
+            policy_configmap=args.policy_configmap,
         )
+    except (ApplyError, CannotAsk) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output in ("json", "yaml"):
+        document = render_document(status)
+        sys.stdout.write(_serialise(document, args.output))
+    else:
+        sys.stdout.write(render_table(status, wide=args.output == "wide"))
+    return EXIT_OK if status.ok else EXIT_FAILED
+
+
+def _serialise(document: Any, output: str) -> str:
+    if output == "yaml":
+        import yaml  # noqa: PLC0415
+
+        return str(yaml.safe_dump(document, sort_keys=False))
+    return json.dumps(document, indent=2) + "\n"
+
+
+# -- explain --------------------------------------------------------------------------------
+
+_LIVE = re.compile(r"^(?P<resource>[A-Za-z][A-Za-z0-9.]*)/(?P<name>[a-z0-9][-a-z0-9.]*)$")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from webhook.core import explain  # noqa: PLC0415
+    from webhook.core.policy import PolicyInvalid  # noqa: PLC0415
+
+    try:
+        result = _explanation(args)
     except PolicyInvalid as exc:
         print(f"{args.policy}: invalid policy", file=sys.stderr)
         for error in exc.errors:
@@ -136,9 +283,145 @@ def _explain(args: argparse.Namespace) -> int:
     except (_UsageError, explain.ExplainInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    render = explain.render_json if args.output == "json" else explain.render_text
-    sys.stdout.write(render(result))
+    if args.output == "text":
+        sys.stdout.write(explain.render_text(result))
+    else:
+        sys.stdout.write(_serialise(json.loads(explain.render_json(result)), args.output))
     return EXIT_FAILED if result.plan.deny else EXIT_OK
+
+
+def _explanation(args: argparse.Namespace) -> Any:
+    """Gather the inputs (files, or the cluster) and explain; raises on unusable input."""
+    from webhook.core import explain  # noqa: PLC0415
+    from webhook.core.policy import load_policy  # noqa: PLC0415
+
+    live = _live_reference(args.object)
+    labels = explain.parse_labels(args.namespace_labels)
+    secrets = [
+        explain.SecretInput(doc, str(path))
+        for path in args.secret
+        for doc in explain.load_documents(_read(path), str(path))
+    ]
+    old_object = _one_object(args.old_object) if args.old_object else None
+    if args.old_object and not (args.ephemeral or args.debug_image):
+        raise _UsageError("--old-object: only with --ephemeral")
+    if live is None and args.policy is not None:
+        obj = _one_object(Path(args.object))
+        inputs: dict[str, Any] = {
+            "policy": load_policy(_read(args.policy)),
+            "namespace": args.namespace,
+            "namespace_labels": labels,
+            "secrets": secrets,
+        }
+    else:
+        obj, inputs = _from_cluster(args, live, labels, secrets)
+    operation: explain.Operation = "ephemeral" if args.ephemeral or args.debug_image else "create"
+    if args.debug_image:
+        old_object = old_object or obj
+        obj = explain.with_debug_container(obj, args.debug_image)
+    return explain.explain(obj=obj, operation=operation, old_object=old_object, **inputs)
+
+
+def _live_reference(text: str) -> tuple[str, str] | None:
+    """``TYPE/NAME`` of a live object, or ``None`` for a file (an existing path wins)."""
+    from webhook.core.explain import resource_kind  # noqa: PLC0415
+
+    match = _LIVE.match(text)
+    if match is None or Path(text).exists():
+        return None
+    kind = resource_kind(match["resource"])
+    if kind is None:
+        raise _UsageError(
+            f"{text}: no such file, and {match['resource']!r} is not a resource explain reads "
+            "(pod, serviceaccount, deployment, statefulset, daemonset, replicaset, job, cronjob)"
+        )
+    return kind, match["name"]
+
+
+def _one_object(path: Path) -> dict[str, Any]:
+    from webhook.core.explain import load_documents  # noqa: PLC0415
+
+    objects = load_documents(_read(path), str(path))
+    if len(objects) != 1:
+        raise _UsageError(f"{path}: expected exactly one object, found {len(objects)}")
+    return objects[0]
+
+
+def _from_cluster(
+    args: argparse.Namespace,
+    live: tuple[str, str] | None,
+    labels: dict[str, str],
+    secrets: list[Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The object and everything the decision reads, from the cluster (files still win)."""
+    from webhook.core.explain import SecretInput  # noqa: PLC0415
+    from webhook.core.policy import load_policy  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, connect  # noqa: PLC0415
+    from webhook.k8s.status import (  # noqa: PLC0415
+        CannotAsk,
+        locate,
+        read_object,
+        read_policy,
+        read_sources,
+    )
+
+    hint = "" if live is not None else " (give --policy FILE to explain offline)"
+    try:
+        cluster = connect(args.kubeconfig, args.context)
+        if live is not None:
+            namespace = args.namespace or cluster.namespace
+            obj = read_object(cluster.api, live[0], live[1], namespace)
+        else:
+            obj = _one_object(Path(args.object))
+            namespace = args.namespace or str(
+                (obj.get("metadata") or {}).get("namespace") or cluster.namespace
+            )
+        notes: list[str] = []
+        try:
+            installation = locate(
+                cluster.api,
+                webhook_configuration=args.webhook_configuration,
+                release_namespace=args.release_namespace,
+                policy_configmap=args.policy_configmap,
+            )
+        except CannotAsk as exc:
+            if args.policy is None:
+                raise
+            installation = None
+            notes.append(f"webhook configuration not read ({exc}): its scope is not checked")
+        if args.policy is not None or installation is None:
+            policy = load_policy(_read(args.policy))
+        else:
+            in_cluster, _, error = read_policy(cluster.api, installation)
+            if in_cluster is None:
+                raise _UsageError(
+                    f"the policy ConfigMap {installation.policy_configmap} holds no valid "
+                    f"policy: {error}"
+                )
+            policy = in_cluster
+        found, unread, cluster_labels = read_sources(cluster.api, policy, namespace)
+        notes.extend(unread)
+    except (ApplyError, CannotAsk) as exc:
+        raise _UsageError(f"{exc}{hint}") from None
+    if cluster_labels is None:
+        notes.append(
+            f"namespace {namespace} not found in the cluster: only --namespace-labels apply"
+        )
+    given = {_where(s.document) for s in secrets}
+    cluster_secrets = [SecretInput(doc, "cluster") for doc in found if _where(doc) not in given]
+    return obj, {
+        "policy": policy,
+        "namespace": namespace,
+        "namespace_labels": {**(cluster_labels or {}), **labels},
+        "secrets": [*secrets, *cluster_secrets],
+        "webhook": None if installation is None else installation.webhook,
+        "notes": notes,
+    }
+
+
+def _where(secret: dict[str, Any] | Any) -> tuple[str, str]:
+    metadata = secret.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,10 @@ class Settings:
     """CA lifetime; a new CA is introduced (both trusted) well before it ends."""
     metrics_port: int = 8080
     """Controller's plain-HTTP /healthz, /readyz, /metrics port."""
+    status_configmap: str = ""
+    """ConfigMap (in ``policy_namespace``) the leader publishes its status document to, read
+    by ``pullsecret-injector status``. Empty: ``<webhook_configuration>-status`` (the name
+    that command looks for); nothing is published when both are empty."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

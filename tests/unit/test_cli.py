@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -390,3 +392,271 @@ def test_explain_without_a_policy_is_a_usage_error(files: Path) -> None:
 
     assert result.returncode == 2
     assert "--policy" in result.stderr
+
+
+# -- explain: what a new user tripped over (issue 18) ---------------------------------------------
+
+SCOPED_POLICY = f"""\
+apiVersion: pullsecret-injector.io/v1
+kind: PullSecretPolicy
+defaults:
+  sourceNamespace: {PS}
+rules:
+  - name: payments
+    registries: [quay.io/payments]
+    secrets: [payments-pull]
+    namespaces:
+      exclude: ["payments-sandbox-*"]
+      selector: {{matchLabels: {{team: payments}}}}
+  - name: sso
+    registries: [sso.example.com]
+    secrets: [sso-a, sso-b]
+"""
+PAYMENTS_IMAGE = "quay.io/payments/api:1"
+
+
+def run_env(
+    *args: str | Path, cwd: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cli(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture
+def scoped(files: Path) -> Path:
+    write(files, "scoped.yaml", SCOPED_POLICY)
+    write(files, "payments-pull.yaml", pull_secret("payments-pull", PS, ["quay.io/payments"]))
+    write(files, "payments-pod.yaml", pod([PAYMENTS_IMAGE, "nginx:1.27"], namespace=None))
+    return files
+
+
+def test_a_secret_outside_the_source_namespaces_is_reported_as_ignored(files: Path) -> None:
+    write(
+        files, "default-secret.yaml", pull_secret("corp-pull", "default", ["registry.example.com"])
+    )
+
+    text = run("explain", "pod.yaml", "--policy", "policy.yaml", "--namespace", "team-apps",
+               "--secret", "default-secret.yaml", cwd=files)  # fmt: skip
+    as_json = run("explain", "pod.yaml", "--policy", "policy.yaml", "--namespace", "team-apps",
+                  "--secret", "default-secret.yaml", "-o", "json", cwd=files)  # fmt: skip
+
+    assert text.returncode == 0, text.stderr
+    ignored = (
+        "default-secret.yaml: Secret default/corp-pull ignored: default is not a source "
+        "namespace of the policy (source namespaces: pull-secrets) nor the namespace "
+        "explained (team-apps)"
+    )
+    assert f"  {ignored}" in text.stdout.splitlines()
+    assert json.loads(as_json.stdout)["notes"] == [ignored]
+
+
+def test_a_secret_no_rule_names_in_a_source_namespace_is_reported_as_ignored(files: Path) -> None:
+    write(files, "stray.yaml", pull_secret("stray-pull", PS, ["registry.example.com"]))
+
+    result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--secret", "stray.yaml",
+                 "-o", "json", cwd=files)  # fmt: skip
+
+    assert json.loads(result.stdout)["notes"] == [
+        "stray.yaml: Secret pull-secrets/stray-pull ignored: no rule names it as a source "
+        "(sources in pull-secrets: corp-pull, strict-pull)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(
+            ["--namespace", "payments-sandbox-1", "--namespace-labels", "team=payments"],
+            "    rule payments matches it but does not reach namespace payments-sandbox-1: "
+            "excluded by name (exclude 'payments-sandbox-*')",
+            id="a rule excluding the namespace by name glob is named",
+        ),
+        pytest.param(
+            ["--namespace", "payments-1"],
+            "    rule payments matches it but does not reach namespace payments-1: excluded by "
+            "label (selector team in (payments) not matched: no label team)",
+            id="a rule whose selector the namespace does not match is named",
+        ),
+    ],
+)
+def test_no_rule_covers_says_which_rule_matches_and_why_it_does_not_reach(
+    scoped: Path, args: list[str], expected: str
+) -> None:
+    result = run("explain", "payments-pod.yaml", "--policy", "scoped.yaml",
+                 "--secret", "payments-pull.yaml", *args, cwd=scoped)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    at = lines.index("spec.containers[0] (c0): quay.io/payments/api:1")
+    assert lines[at + 2] == "  no rule covers this image here:"
+    assert lines[at + 3] == expected
+
+
+def test_no_rule_covers_says_when_no_rule_matches_the_image_at_all(scoped: Path) -> None:
+    result = run("explain", "payments-pod.yaml", "--policy", "scoped.yaml",
+                 "--namespace", "payments-1", "-o", "json", cwd=scoped)  # fmt: skip
+
+    images = json.loads(result.stdout)["images"]
+    assert images[1]["repository"] == "docker.io/library/nginx"
+    assert images[1]["uncovered"] == {"notReaching": [], "unchecked": []}
+    text = run("explain", "payments-pod.yaml", "--policy", "scoped.yaml",
+               "--namespace", "payments-1", cwd=scoped).stdout  # fmt: skip
+    assert "  no rule covers this image here: no rule matches docker.io/library/nginx" in text
+
+
+def test_ephemeral_containers_in_a_pod_being_created_are_not_planned(files: Path) -> None:
+    write(files, "debug.yaml", pod(["nginx:1.27"], ephemeral=[CORP_IMAGE], namespace="team-a"))
+
+    result = run("explain", "debug.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 "-o", "json", cwd=files)  # fmt: skip
+
+    document = json.loads(result.stdout)
+    assert document["patch"] == []
+    assert document["imagePullSecrets"] == []
+    assert [i["field"] for i in document["images"]] == ["spec.containers[0]"]
+    assert document["notes"] == [
+        "spec.ephemeralContainers ignored: the API server refuses them when a pod is created; "
+        "to explain adding them to a running pod (kubectl debug), use --ephemeral"
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(["--ephemeral"], id="--ephemeral explains the file's ephemeral containers"),
+        pytest.param(
+            ["--ephemeral", "--old-object", "running.yaml"],
+            id="--old-object is the running pod",
+        ),
+        pytest.param(["--debug-image", CORP_IMAGE], id="--debug-image adds one like kubectl debug"),
+    ],
+)
+def test_an_ephemeral_container_update_is_explained(files: Path, extra: list[str]) -> None:
+    running = pod(["nginx:1.27"], namespace="team-a", pull_secrets=["other"])
+    write(files, "running.yaml", running)
+    debugged = copy.deepcopy(running)
+    debugged["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": CORP_IMAGE}]
+    write(files, "debugged.yaml", debugged)
+    target = "running.yaml" if "--debug-image" in extra else "debugged.yaml"
+
+    result = run("explain", target, "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 *extra, "-o", "json", cwd=files)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["operation"] == "ephemeral"
+    assert [i["field"] for i in document["images"]] == ["spec.ephemeralContainers[0]"]
+    assert document["images"][0]["secrets"] == ["corp-pull"]
+    assert document["patch"] == []
+    assert document["imagePullSecrets"] == ["other"]
+    assert len(document["warnings"]) == 1
+    assert (
+        "needs corp-pull, which this running pod lacks and cannot gain" in (document["warnings"][0])
+    )
+
+
+def test_an_ephemeral_update_that_adds_nothing_is_unusable_input(files: Path) -> None:
+    debugged = pod(["nginx:1.27"], ephemeral=[CORP_IMAGE], namespace="team-a")
+    write(files, "debugged.yaml", debugged)
+
+    result = run("explain", "debugged.yaml", "--policy", "policy.yaml", "--ephemeral",
+                 "--old-object", "debugged.yaml", cwd=files)  # fmt: skip
+
+    assert result.returncode == 2
+    assert "the pod adds no ephemeral container" in result.stderr
+
+
+def test_json_output_has_the_final_image_pull_secrets(files: Path) -> None:
+    write(files, "listed.yaml", pod([CORP_IMAGE], namespace="team-a", pull_secrets=["other"]))
+
+    result = run("explain", "listed.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 "-o", "json", cwd=files)  # fmt: skip
+    text = run("explain", "listed.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+               cwd=files).stdout  # fmt: skip
+
+    assert json.loads(result.stdout)["imagePullSecrets"] == ["other", "corp-pull"]
+    assert "imagePullSecrets after admission: other, corp-pull" in text.splitlines()
+
+
+def test_a_label_without_value_is_blamed_on_namespace_labels_not_on_the_object(
+    files: Path,
+) -> None:
+    result = run("explain", "--policy", "policy.yaml", "--namespace-labels", "team", "payments",
+                 "pod.yaml", cwd=files)  # fmt: skip
+
+    assert result.returncode == 2
+    assert "argument --namespace-labels: label 'team' must be key=value" in result.stderr
+    assert "unrecognized arguments" not in result.stderr
+
+
+def test_two_secrets_without_a_usable_key_hold_none_one_holds_none(scoped: Path) -> None:
+    write(scoped, "sso.yaml", [
+        pull_secret("sso-a", PS, ["other.example.com"]),
+        pull_secret("sso-b", PS, ["another.example.com"]),
+    ])  # fmt: skip
+    write(scoped, "sso-pod.yaml", pod(["sso.example.com/app:1"]))
+
+    result = run("explain", "sso-pod.yaml", "--policy", "scoped.yaml", "--secret", "sso.yaml",
+                 "-o", "json", cwd=scoped)  # fmt: skip
+
+    (warning,) = json.loads(result.stdout)["warnings"]
+    assert "rule sso: sso-a, sso-b hold no auths key the kubelet uses for" in warning
+
+
+def test_an_unknown_resource_type_is_unusable_input(files: Path) -> None:
+    result = run("explain", "configmap/settings", cwd=files)
+
+    assert result.returncode == 2
+    assert "'configmap' is not a resource explain reads" in result.stderr
+
+
+# -- status and the kubectl plugin: what needs no cluster -------------------------------------
+
+
+def test_status_without_a_kubeconfig_cannot_ask_and_exits_2(files: Path) -> None:
+    result = run_env("status", cwd=files, env={"KUBECONFIG": str(files / "missing.kubeconfig")})
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot load")
+    assert result.stdout == ""
+
+
+def test_status_against_an_unreachable_api_server_exits_2(files: Path) -> None:
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = reserved.getsockname()[1]
+        kubeconfig = write(files, "kubeconfig", {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+            "users": [{"name": "u", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        })  # fmt: skip
+        result = run_env("status", "--kubeconfig", kubeconfig, cwd=files, env={})
+
+    assert result.returncode == 2
+    assert "error: cannot reach the API server" in result.stderr
+
+
+def test_the_kubectl_plugin_offers_the_operator_commands_only(files: Path) -> None:
+    plugin = Path(sys.executable).with_name("kubectl-pullsecret")
+
+    result = subprocess.run([str(plugin), "--help"], capture_output=True, text=True, check=True)
+
+    assert result.stdout.startswith("usage: kubectl pullsecret")
+    for command in ("status", "explain", "validate-policy"):
+        assert command in result.stdout
+    for command in ("controller", "secret", "certs"):
+        assert command not in result.stdout.split("positional arguments:")[1]
+    validated = subprocess.run([str(plugin), "validate-policy", "policy.yaml"],
+                               capture_output=True, text=True, check=False, cwd=files)  # fmt: skip
+    assert validated.returncode == 0
+    assert validated.stdout.startswith("policy.yaml: valid, 2 rule(s)")

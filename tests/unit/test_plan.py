@@ -314,7 +314,7 @@ POD_CASES = [
         expected=pod([CORP_IMAGE, "registry.example.com:5000/app"], pull_secrets=["corp-pull"]),
         copies=[("team-a", "corp-pull", "pull-secrets/corp-pull")],
         # the secret's key has no port, so the kubelet would not use it for :5000
-        warnings=["rule corp: corp-pull hold no auths key the kubelet uses for registry"],
+        warnings=["rule corp: corp-pull holds no auths key the kubelet uses for registry"],
     ),
     case(
         "a legacy dockercfg secret is injected like a dockerconfigjson one",
@@ -331,7 +331,7 @@ POD_CASES = [
         expected=pod(["quay.io/team/app"], pull_secrets=["corp-pull"]),
         copies=[("team-a", "corp-pull", "pull-secrets/corp-pull")],
         warnings=[
-            "rule team: corp-pull hold no auths key the kubelet uses for quay.io/team/app; "
+            "rule team: corp-pull holds no auths key the kubelet uses for quay.io/team/app; "
             "the pull may fail or go anonymous"
         ],
     ),
@@ -345,7 +345,7 @@ POD_CASES = [
             ("team-a", "hub-pull", "pull-secrets/hub-pull"),
             ("team-a", "mirror-pull", "pull-secrets/mirror-pull"),
         ],
-        warnings=["rule hub: hub-pull hold no auths key the kubelet uses for docker.io/library/"],
+        warnings=["rule hub: hub-pull holds no auths key the kubelet uses for docker.io/library/"],
     ),
     # -- namespaces ------------------------------------------------------------------------
     case(

@@ -24,7 +24,9 @@ __all__ = [
     "OWNED_KEYS",
     "RULES_ANNOTATION",
     "SOURCE_ANNOTATION",
+    "STATUS_DATA_KEY",
     "WARNING_PREFIX",
+    "status_configmap_name",
 ]
 
 KEY_PREFIX = "pullsecret-injector.io/"
@@ -53,6 +55,19 @@ FORCE_RENEWAL_ANNOTATION = KEY_PREFIX + "force-renewal"
 """On the TLS Secret (self-managed mode): set by an operator to renew the certificate now."""
 CA_INTRODUCED_ANNOTATION = KEY_PREFIX + "ca-introduced-at"
 """On the CA Secret: when the newest CA entered the trust bundle (rollover bookkeeping)."""
+
+# -- the controller's status document ------------------------------------------------------
+
+STATUS_DATA_KEY = "status.json"
+"""Data key of the status document in the ConfigMap the leader controller publishes."""
+
+
+def status_configmap_name(webhook_configuration: str) -> str:
+    """The status ConfigMap sits in the release namespace, named after the release's
+    MutatingWebhookConfiguration, so ``status`` finds it from the webhook configuration it
+    discovers (the chart names that configuration after the release's full name)."""
+    return f"{webhook_configuration}-status"
+
 
 # -- what users set to steer us ------------------------------------------------------------
 

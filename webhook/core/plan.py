@@ -431,7 +431,8 @@ class Planner:
                 rule_keys = {k for s in rule_secrets for k in keys_by_secret.get(s, ())}
                 if rule_keys and not rule_keys.intersection(used):
                     notes.warn(
-                        f"rule {rule_match.rule.name}: {', '.join(rule_secrets)} hold no auths "
+                        f"rule {rule_match.rule.name}: {', '.join(rule_secrets)} "
+                        f"{'holds' if len(rule_secrets) == 1 else 'hold'} no auths "
                         f"key the kubelet uses for {shorten(decision.repository)}; "
                         "the pull may fail or go anonymous"
                     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from webhook.core.clusterview import ClusterStore
 from webhook.core.conventions import HASH_ANNOTATION
@@ -37,6 +38,7 @@ __all__ = [
     "ServiceAccountState",
     "UpdateCopy",
     "reconcile",
+    "service_account_state",
 ]
 
 
@@ -100,6 +102,22 @@ class ServiceAccountState:
     pull_secrets: tuple[str, ...]
     has_list: bool
     resource_version: str
+
+
+def service_account_state(obj: Mapping[str, Any]) -> ServiceAccountState:
+    """What ``reconcile`` needs of a ServiceAccount object (odd entries read as absent)."""
+    metadata = obj.get("metadata") or {}
+    entries = obj.get("imagePullSecrets")
+    names = tuple(
+        str(e.get("name")) for e in entries or [] if isinstance(e, Mapping) and e.get("name")
+    )
+    return ServiceAccountState(
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        pull_secrets=names,
+        has_list=isinstance(entries, list),
+        resource_version=str(metadata.get("resourceVersion", "")),
+    )
 
 
 def reconcile(

@@ -35,6 +35,7 @@ from webhook.k8s.grants import apply_grant_action
 from webhook.k8s.leases import LeaseElector
 from webhook.k8s.live import LiveState
 from webhook.k8s.reflector import Watch
+from webhook.k8s.status import StatusPublisher
 from webhook.k8s.sync import apply_action
 from webhook.metrics import Metrics, exposition
 from webhook.ops import start_ops_server
@@ -81,6 +82,7 @@ class Controller:
         self.elector.start()
         threading.Thread(target=self._loop, name="reconcile", daemon=True).start()
         threading.Thread(target=self._periodic_loop, name="periodic", daemon=True).start()
+        StatusPublisher(self.settings, self.state, lambda: self.elector.is_leader).start()
         return self
 
     def stop(self) -> None:

@@ -49,6 +49,9 @@ class PolicySource:
         self.error = "policy not loaded yet"
         """Why no policy is in force (cleared once one is)."""
         self.in_force: Policy | None = None
+        self.rejected: tuple[str, str] | None = None
+        """The latest policy text not put in force, as (generation, why); cleared by a valid
+        one (the controller's status document reports it)."""
         self.watch: Watch | None = None
         self.configmap: Mapping[str, Any] | None = None
         """The policy ConfigMap as last seen: Events about the policy are recorded on it."""
@@ -87,6 +90,7 @@ class PolicySource:
         self._accept(policy, version)
         self.in_force = policy
         self.error = ""
+        self.rejected = None
         return True
 
     # -- the ConfigMap ---------------------------------------------------------------------
@@ -107,6 +111,7 @@ class PolicySource:
         where = f"{self.settings.policy_namespace}/{self.settings.policy_configmap}"
         if self.in_force is None:
             self.error = f"policy ConfigMap {where} not found"
+        self.rejected = ("", f"policy ConfigMap {where} not found; the last good policy stays")
         log.warning(
             "policy ConfigMap missing; keeping the last good policy",
             extra={"event": "policy.missing", "configmap": where},
@@ -163,6 +168,7 @@ class PolicySource:
     ) -> None:
         if self.in_force is None:
             self.error = "policy invalid: " + "; ".join(errors)[:500]
+        self.rejected = (version, "; ".join(errors))
         self.metrics.policy_loads.labels("invalid").inc()
         self.metrics.policy_valid.set(0)
         log.error(
