@@ -31,6 +31,16 @@ _settings = Settings.from_env()
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pullsecret-metrics-")
 
+# The pod's shared view (webhook.sharedview), written by the view keeper, read by the workers;
+# started empty: what a previous run of this container left would be stale.
+if _settings.cluster:
+    if _settings.shared_view_dir:
+        shutil.rmtree(_settings.shared_view_dir, ignore_errors=True)
+    else:
+        os.environ["PSI_SHARED_VIEW_DIR"] = tempfile.mkdtemp(prefix="pullsecret-view-")
+        _settings = Settings.from_env()
+_keeper = None
+
 wsgi_app = "webhook.app:create_app()"
 bind = [f"{_settings.bind_address}:{_settings.port}"]
 worker_class = "webhook.http.worker.WebhookWorker"
@@ -84,16 +94,19 @@ def _preload_libraries():
     import webhook.app  # noqa: PLC0415
 
     if _settings.cluster:
-        import webhook.k8s.live  # noqa: F401, PLC0415
+        import webhook.k8s.backend  # noqa: F401, PLC0415
     gc.freeze()
 
 
 def when_ready(server):
     # Imported lazily, like every prometheus_client user here: PROMETHEUS_MULTIPROC_DIR
     # must be in the environment before prometheus_client is first imported.
-    from webhook.http.serving import master_readiness  # noqa: PLC0415
+    from webhook.http.serving import KeeperSupervisor, master_readiness  # noqa: PLC0415
     from webhook.ops import start_ops_server  # noqa: PLC0415
 
+    global _keeper  # noqa: PLW0603 - one supervisor per master, stopped in on_exit
+    if _settings.cluster:
+        _keeper = KeeperSupervisor(_mark_dead).start()
     start_ops_server(_settings.bind_address, _settings.health_port, master_readiness(_tls))
     effective = {
         "bind": bind,
@@ -113,12 +126,22 @@ def when_ready(server):
 
 
 def child_exit(server, worker):
+    _mark_dead(worker.pid)
+
+
+def _mark_dead(pid):
     from prometheus_client import multiprocess  # noqa: PLC0415 - see when_ready
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(pid)
 
 
 def on_exit(server):
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    if directory.startswith(tempfile.gettempdir()) and "pullsecret-metrics-" in directory:
-        shutil.rmtree(directory, ignore_errors=True)
+    if _keeper is not None:
+        _keeper.stop()
+    for variable, prefix in (
+        ("PROMETHEUS_MULTIPROC_DIR", "pullsecret-metrics-"),
+        ("PSI_SHARED_VIEW_DIR", "pullsecret-view-"),
+    ):
+        directory = os.environ.get(variable, "")
+        if directory.startswith(tempfile.gettempdir()) and prefix in directory:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -34,9 +34,9 @@ def create_app(
         backend = _offline_backend(settings)
     if backend is None:
         # Imported here so HTTP unit tests never load the Kubernetes client.
-        from webhook.k8s.live import LiveBackend  # noqa: PLC0415
+        from webhook.k8s.backend import SharedBackend  # noqa: PLC0415
 
-        backend = LiveBackend.start(settings, metrics)
+        backend = SharedBackend.start(settings, metrics)
     app = Flask("pullsecret-injector")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["pullsecret.backend"] = backend

@@ -44,6 +44,9 @@ class Settings:
     ``admissionWebhook.optOutLabel``)."""
     kubeconfig: str = ""
     """Kubeconfig path; empty: in-cluster ServiceAccount credentials."""
+    shared_view_dir: str = ""
+    """Directory of the pod's shared view (``webhook.sharedview``): set by gunicorn.conf.py
+    for the workers and the view keeper it starts (an emptyDir under /tmp in the chart)."""
     cluster: bool = True
     """Watch the API server (false only for offline unit tests of the HTTP layer)."""
     write_copies: bool = True

@@ -43,7 +43,24 @@ from tools.controlplane import ControlPlane
 
 
 def children(pid: int) -> list[int]:
-    """Live child PIDs of ``pid`` (gunicorn's workers), from /proc."""
+    """Live child PIDs of ``pid`` that are gunicorn workers (not the pod's view keeper)."""
+    return [child for child in all_children(pid) if not _is_view_keeper(child)]
+
+
+def view_keeper(pid: int) -> int | None:
+    """The view keeper the gunicorn master ``pid`` runs (``webhook.k8s.viewkeeper``)."""
+    return next((child for child in all_children(pid) if _is_view_keeper(child)), None)
+
+
+def _is_view_keeper(pid: int) -> bool:
+    try:
+        return b"webhook.k8s.viewkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def all_children(pid: int) -> list[int]:
+    """Live child PIDs of ``pid``, from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -279,6 +296,7 @@ class OwnWebhook:
         keep the port bound, for up to the graceful timeout.) Returns the worker PIDs."""
         assert self.server.process is not None
         workers = self.workers()
+        keeper = view_keeper(self.server.process.pid)
         self.server.process.kill()
         self.server.process.wait(5)
         for worker in workers:
@@ -286,6 +304,8 @@ class OwnWebhook:
         wait_until(
             lambda: not any(alive(w) for w in workers), "the killed workers to be gone", timeout
         )
+        if keeper is not None:  # it notices its master is gone and exits by itself
+            wait_until(lambda: not alive(keeper), "the orphaned view keeper to exit", 30)
         return workers
 
     def stop(self) -> None:

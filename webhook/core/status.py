@@ -27,7 +27,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from webhook.core.clusterview import ClusterStore, SourceSecret
+from webhook.core.clusterview import SourceSecret, ViewStore
 from webhook.core.copies import CopySpec, applicable_rules, desired_copies
 from webhook.core.policy import Policy
 from webhook.core.reach import (
@@ -141,7 +141,7 @@ class PolicyReport:
 
 def source_states(
     policy: Policy,
-    view: ClusterStore,
+    view: ViewStore,
     unreadable: Mapping[tuple[str, str], tuple[SourceStateName, str]] | None = None,
 ) -> tuple[SourceState, ...]:
     """Each source Secret ``policy`` names: present, missing, malformed, or why it is unseen.
@@ -346,7 +346,7 @@ class NamespaceReport:
 
 def assess(
     policy: Policy,
-    view: ClusterStore,
+    view: ViewStore,
     accounts: Iterable[ServiceAccountState] = (),
     webhook: WebhookScope | None = None,
     namespaces: Collection[str] | None = None,
@@ -394,7 +394,7 @@ def assess(
 
 def _report(
     policy: Policy,
-    view: ClusterStore,
+    view: ViewStore,
     namespace: str,
     labels: Mapping[str, str],
     *,
@@ -431,7 +431,7 @@ def _report(
     )
 
 
-def _unsourced(view: ClusterStore, spec: CopySpec) -> str:
+def _unsourced(view: ViewStore, spec: CopySpec) -> str:
     """Why the source cannot provide this copy ("" when it can): ``reconcile`` skips these."""
     source = view.source_secret(spec.source_namespace, spec.source_name)
     if source is None:

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.clusterview import ClusterStore
+from webhook.core.clusterview import ViewStore
 from webhook.core.conventions import HASH_ANNOTATION
 from webhook.core.copies import CopySpec, applicable_rules, desired_copies, render_copy
 from webhook.core.policy import Policy
@@ -122,7 +122,7 @@ def service_account_state(obj: Mapping[str, Any]) -> ServiceAccountState:
 
 def reconcile(
     policy: Policy,
-    store: ClusterStore,
+    store: ViewStore,
     service_accounts: Iterable[ServiceAccountState] = (),
     managed_names: Iterable[str] = (),
     only_namespaces: Collection[str] | None = None,
@@ -162,7 +162,7 @@ def reconcile(
     return actions
 
 
-def _copy_action(spec: CopySpec, store: ClusterStore) -> Action | None:
+def _copy_action(spec: CopySpec, store: ViewStore) -> Action | None:
     if spec.is_source_itself:
         return None
     source = store.source_secret(spec.source_namespace, spec.source_name)
@@ -181,7 +181,7 @@ def _copy_action(spec: CopySpec, store: ClusterStore) -> Action | None:
 
 def _link_actions(
     policy: Policy,
-    store: ClusterStore,
+    store: ViewStore,
     namespaces: Mapping[str, Mapping[str, str]],
     service_accounts: Iterable[ServiceAccountState],
 ) -> list[Action]:
@@ -225,7 +225,7 @@ def _link_actions(
     return actions
 
 
-def _providable(store: ClusterStore, spec: CopySpec) -> bool:
+def _providable(store: ViewStore, spec: CopySpec) -> bool:
     """Will this copy exist? (A usable source, and a subset that grants something.)"""
     source = store.source_secret(spec.source_namespace, spec.source_name)
     usable = source is not None and source.config is not None

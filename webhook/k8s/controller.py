@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes.client import RbacAuthorizationV1Api
 
 from webhook import logs
-from webhook.core.clusterview import ClusterStore
+from webhook.core.clusterview import ViewStore
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.grants import RoleBindingState, grant_actions, role_binding_state
 from webhook.core.permissions import Need, needs
@@ -187,7 +187,7 @@ class Controller:
         self._reported.add(key)
         return False
 
-    def _update_ledger(self, policy: Policy, store: ClusterStore) -> None:
+    def _update_ledger(self, policy: Policy, store: ViewStore) -> None:
         """Remember managed names until no copy of an old one is left, then forget it."""
         names = set(policy.managed_names())
         # A name stays while copies of it are left, or while we cannot see (its watch has

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from webhook.core.clusterview import ClusterStore, target_from_object
+from webhook.core.clusterview import ViewStore, target_from_object
 from webhook.core.copies import CopiesEnsured, CopySpec, render_copy
 from webhook.metrics import Metrics
 
@@ -25,7 +25,7 @@ log = logging.getLogger("webhook.k8s.copies")
 
 def create_copies(
     core: Any,
-    store: ClusterStore,
+    store: ViewStore,
     copies: Sequence[CopySpec],
     *,
     timeout: float,

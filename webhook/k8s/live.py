@@ -6,39 +6,32 @@ after the watches of the secrets it newly names have listed (bounded by
 ``NEW_WATCH_SYNC_SECONDS``); put in force at once, a rule naming a new secret would warn "not
 found" for the moment its watch takes to list.
 
-The sync controller runs one ``LiveState``; each webhook worker runs one behind
-``LiveBackend``, which adds what admission needs: a namespace lookup for a namespace the
-watch has not delivered yet, and copy creation.
+The sync controller runs one ``LiveState`` over an in-memory ``ClusterStore``; in a webhook pod
+the view keeper (``webhook.k8s.viewkeeper``) runs the one ``LiveState`` of the pod over the
+shared store every worker reads (``webhook.sharedview``).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
-from webhook.core.clusterview import ClusterStore, ClusterView
-from webhook.core.copies import CopiesEnsured
+from webhook.core.clusterview import ClusterStore, ViewStore
 from webhook.core.permissions import Component, Need
-from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 from webhook.k8s import access
 from webhook.k8s import client as k8s_client
-from webhook.k8s.copies import create_copies
 from webhook.k8s.policysource import PolicySource
 from webhook.k8s.reflector import Reflector, ReflectorFactory, Watch
 from webhook.k8s.watches import WatchSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
-__all__ = ["NEW_WATCH_SYNC_SECONDS", "LiveBackend", "LiveState"]
+__all__ = ["NEW_WATCH_SYNC_SECONDS", "LiveState"]
 
 log = logging.getLogger("webhook.k8s.live")
 
@@ -49,7 +42,7 @@ PolicyListener = Callable[[Policy], None]
 
 
 class LiveState:
-    """The policy in force and a ``ClusterStore`` that follows it."""
+    """The policy in force and a view (``store``) that follows it."""
 
     def __init__(
         self,
@@ -60,12 +53,13 @@ class LiveState:
         *,
         component: Component = "webhook",
         can_list_secrets: Callable[[str], bool] | None = None,
+        store: ViewStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.component: Component = component
         self.core = k8s_client.core_api(api)
-        self.store = ClusterStore()
+        self.store: ViewStore = store if store is not None else ClusterStore()
         self.changed = threading.Event()
         """Set after any change to the policy or the view (the controller waits on it)."""
         self.stopped = threading.Event()
@@ -232,73 +226,3 @@ class LiveState:
         for listener in self._listeners:
             listener(policy)
         self.changed.set()
-
-
-class LiveBackend:
-    """``AdmissionBackend`` over a ``LiveState``: reads from memory, writes copies via the API."""
-
-    def __init__(self, state: LiveState, settings: Settings, metrics: Metrics) -> None:
-        self.state = state
-        self.settings = settings
-        self.metrics = metrics
-        self.planners = PlannerSlot()
-
-    @classmethod
-    def start(cls, settings: Settings, metrics: Metrics) -> LiveBackend:
-        state = LiveState(settings, metrics, k8s_client.api_client(settings)).start()
-        backend = cls(state, settings, metrics)
-        threading.Thread(target=backend._report_readiness, name="readiness", daemon=True).start()
-        return backend
-
-    def _report_readiness(self) -> None:
-        """Keep the ``ready`` gauge current: the gunicorn master reads it for /readyz."""
-        while not self.state.stopped.wait(0.5):
-            self.readiness()
-
-    @property
-    def view(self) -> ClusterView:
-        return self.state.store
-
-    def policy(self) -> Policy | None:
-        return self.state.policy()
-
-    def planner(self) -> Planner | None:
-        policy = self.state.policy()
-        return None if policy is None else self.planners.get(policy, self.state.store)
-
-    def readiness(self) -> tuple[bool, str]:
-        ready, why = self.state.readiness()
-        self.metrics.ready.set(1 if ready else 0)
-        return ready, why
-
-    def refresh_namespace(self, namespace: str) -> bool:
-        """A namespace created a moment ago may not have reached our watch yet."""
-        try:
-            response = self.state.core.read_namespace(
-                namespace, _request_timeout=1.0, _preload_content=False
-            )
-        except (ApiException, OSError, HTTPError) as exc:
-            log.warning(
-                "namespace lookup failed",
-                extra={
-                    "event": "namespace.lookup_failed",
-                    "namespace": namespace,
-                    "error": str(exc),
-                },
-            )
-            return False
-        obj = json.loads(response.data)
-        self.state.store.put_namespace(namespace, (obj.get("metadata") or {}).get("labels") or {})
-        return True
-
-    def ensure_copies(self, plan: Plan, uid: str) -> CopiesEnsured:
-        if not self.settings.write_copies:
-            return CopiesEnsured()
-        return create_copies(
-            self.state.core,
-            self.state.store,
-            plan.copies,
-            timeout=self.settings.ensure_timeout_seconds,
-            metrics=self.metrics,
-            uid=uid,
-        )

@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from webhook.core.clusterview import ClusterStore, target_from_object
+from webhook.core.clusterview import ViewStore, target_from_object
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.copies import render_copy
 from webhook.core.sync import (
@@ -46,7 +46,7 @@ _JSON_PATCH = "application/json-patch+json"
 _LABEL_PATH = "/metadata/labels/" + MANAGED_BY_LABEL.replace("~", "~0").replace("/", "~1")
 
 
-def apply_action(core: Any, store: ClusterStore, action: Action, metrics: Metrics) -> str:
+def apply_action(core: Any, store: ViewStore, action: Action, metrics: Metrics) -> str:
     """Perform ``action``; return its outcome label (also counted in metrics)."""
     kind = type(action).__name__
     outcome = "error"
@@ -70,7 +70,7 @@ def apply_action(core: Any, store: ClusterStore, action: Action, metrics: Metric
     return outcome
 
 
-def _apply(core: Any, store: ClusterStore, action: Action, metrics: Metrics) -> str:
+def _apply(core: Any, store: ViewStore, action: Action, metrics: Metrics) -> str:
     if isinstance(action, CreateCopy):
         return _create(core, store, action)
     if isinstance(action, UpdateCopy):
@@ -88,7 +88,7 @@ def _apply(core: Any, store: ClusterStore, action: Action, metrics: Metrics) -> 
     return "reported"
 
 
-def _create(core: Any, store: ClusterStore, action: CreateCopy) -> str:
+def _create(core: Any, store: ViewStore, action: CreateCopy) -> str:
     source = store.source_secret(action.spec.source_namespace, action.spec.source_name)
     if source is None or source.config is None:
         return "source_gone"
@@ -107,7 +107,7 @@ def _create(core: Any, store: ClusterStore, action: CreateCopy) -> str:
     return "created"
 
 
-def _update(core: Any, store: ClusterStore, action: UpdateCopy) -> str:
+def _update(core: Any, store: ViewStore, action: UpdateCopy) -> str:
     spec = action.spec
     source = store.source_secret(spec.source_namespace, spec.source_name)
     if source is None or source.config is None:
@@ -146,7 +146,7 @@ def _update(core: Any, store: ClusterStore, action: UpdateCopy) -> str:
     return "updated"
 
 
-def _delete(core: Any, store: ClusterStore, namespace: str, name: str, uid: str) -> str:
+def _delete(core: Any, store: ViewStore, namespace: str, name: str, uid: str) -> str:
     try:
         core.delete_namespaced_secret(
             name,

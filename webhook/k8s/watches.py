@@ -9,7 +9,7 @@
   ``resourceNames``), instead of every Secret in the cluster.
 
 When the policy changes, ``follow`` starts the watches it newly needs and ``drop_stale`` stops
-those it no longer names; what they see goes into a ``ClusterStore``. Each watch knows the
+those it no longer names; what they see goes into a ``ViewStore``. Each watch knows the
 permission it needs: one that the API server refuses is reported (``missing``) with the rule
 that needs it and the fix, and the view records which sources cannot be read, so a decision
 says "not allowed to read" instead of "not found".
@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from webhook.core.clusterview import ClusterStore, source_from_object, target_from_object
+from webhook.core.clusterview import ViewStore, source_from_object, target_from_object
 from webhook.core.permissions import (
     Component,
     Need,
@@ -46,7 +46,7 @@ class WatchSet:
     def __init__(
         self,
         core: Any,
-        store: ClusterStore,
+        store: ViewStore,
         metrics: Metrics,
         reflectors: ReflectorFactory,
         *,
