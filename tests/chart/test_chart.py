@@ -875,16 +875,22 @@ CAN_I = [
         True,
     ),
     (
-        "webhook cannot list every secret of a source namespace",
+        "webhook can list every secret of a source namespace (a new source works live)",
         WEBHOOK,
         Request("list", "secrets", "pull-secrets"),
-        False,
+        True,
     ),
     (
-        "webhook cannot read other secrets of a source namespace",
+        "webhook can read a source secret the policy does not name yet",
         WEBHOOK,
-        Request("get", "secrets", "vendor-secrets", "identity-provider-secret"),
-        False,
+        Request("get", "secrets", "vendor-secrets", "added-later-pull"),
+        True,
+    ),
+    (
+        "controller can watch a whole source namespace too",
+        CONTROLLER,
+        Request("watch", "secrets", "vendor-secrets"),
+        True,
     ),
     (
         "webhook cannot list secrets cluster-wide",
@@ -1102,15 +1108,10 @@ def test_rbac_derives_source_namespaces_and_managed_names_from_the_policy(
             if o["kind"] == "Role" and o["metadata"]["name"] == f"{FULLNAME}-{component}-source"
         ]
         assert sorted(r["metadata"]["namespace"] for r in roles) == SOURCES
-        names = {"pull-secrets": ["corp-pull"], "vendor-secrets": ["sso-pull", "vendor-pull"]}
         for role in roles:
+            # Source namespaces exist to hold pull secrets: the whole namespace is readable.
             assert role["rules"] == [
-                {
-                    "apiGroups": [""],
-                    "resources": ["secrets"],
-                    "resourceNames": names[role["metadata"]["namespace"]],
-                    "verbs": ["get", "list", "watch"],
-                }
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
             ]
     webhook_secret_reads = [
         r
@@ -1189,6 +1190,97 @@ def test_rbac_overrides_extend_what_the_policy_derives(render: Render) -> None:
     assert can(objects, WEBHOOK, Request("list", "secrets", "extra-src"))
     assert can(objects, CONTROLLER, Request("delete", "secrets", "team-a", "old-copy"))
     assert can(objects, CONTROLLER, Request("delete", "secrets", "team-a", "corp-pull"))
+
+
+BY_NAME = {**WITH_POLICY, "rbac": {"sourceSecretsByName": ["vendor-secrets"]}}
+
+BY_NAME_CAN_I = [
+    (
+        "a by-name source namespace grants the policy's source secrets",
+        Request("get", "secrets", "vendor-secrets", "vendor-pull"),
+        True,
+    ),
+    (
+        "a by-name source namespace can be watched secret by secret",
+        Request("watch", "secrets", "vendor-secrets", "sso-pull"),
+        True,
+    ),
+    (
+        "a by-name source namespace keeps its other secrets unreadable",
+        Request("get", "secrets", "vendor-secrets", "identity-provider-secret"),
+        False,
+    ),
+    (
+        "a by-name source namespace cannot be listed whole",
+        Request("list", "secrets", "vendor-secrets"),
+        False,
+    ),
+    (
+        "other source namespaces stay readable whole",
+        Request("list", "secrets", "pull-secrets"),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "allowed"),
+    [case[1:] for case in BY_NAME_CAN_I],
+    ids=[case[0] for case in BY_NAME_CAN_I],
+)
+def test_source_namespaces_listed_by_name_grant_only_the_policys_secrets(
+    render: Render, request_: Request, allowed: bool
+) -> None:
+    objects = render(BY_NAME)
+    for account in (WEBHOOK, CONTROLLER):
+        assert can(objects, account, request_) is allowed, account
+
+
+def test_the_openshift_preset_keeps_openshift_config_secrets_unreadable(render: Render) -> None:
+    objects = render(value_files=(OPENSHIFT_VALUES,))
+    for account in (WEBHOOK, CONTROLLER):
+        assert can(objects, account, Request("get", "secrets", "openshift-config", "pull-secret"))
+        assert not can(
+            objects, account, Request("get", "secrets", "openshift-config", "htpasswd-secret")
+        )
+        assert not can(objects, account, Request("list", "secrets", "openshift-config"))
+
+
+def test_a_by_name_namespace_needs_names_from_the_policy(chart: Chart) -> None:
+    stderr = chart.error(
+        {
+            **EXISTING_CM,
+            "rbac": {**EXISTING_CM["rbac"], "sourceSecretsByName": ["pull-secrets"]},
+        }
+    )
+    assert "rbac.sourceSecretsByName lists pull-secrets, but the policy names no source" in stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "allowed"),
+    [
+        ({}, False),
+        ({"policy": {"rules": [], "imagePullerGrants": [
+            {"name": "g", "imageProjects": ["shared"], "pullers": {"include": ["web"]}}
+        ]}}, True),
+        ({"rbac": {"openshiftImagePuller": True}}, True),
+        ({"policy": {"rules": [], "imagePullerGrants": [
+            {"name": "g", "imageProjects": ["shared"], "pullers": {"include": ["web"]}}
+        ]}, "rbac": {"openshiftImagePuller": False}}, False),
+    ],
+    ids=[
+        "no image-puller grants without grants in the policy",
+        "a policy with grants gets them",
+        "they can be forced on for grants added live",
+        "they can be forced off",
+    ],
+)  # fmt: skip
+def test_image_puller_grants_follow_the_policy(
+    render: Render, values: dict[str, Any], allowed: bool
+) -> None:
+    objects = render(values)
+    create = Request("create", "rolebindings", "shared", None, "rbac.authorization.k8s.io")
+    assert can(objects, CONTROLLER, create) is allowed
 
 
 @pytest.mark.parametrize(
