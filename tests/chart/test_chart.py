@@ -1352,6 +1352,111 @@ def test_every_role_a_binding_names_is_rendered(render: Render) -> None:
         assert _rules_for(objects, account)  # raises if a referenced role is missing
 
 
+# -- admission policies: what RBAC cannot say (issue 16 §1) ------------------------------------
+# The behaviour (the token-minting attack refused, the product's own writes allowed) is proven on
+# the real API server in tests/e2e/test_admission_policy.py; here, which objects render and what
+# they are bound to.
+
+VAP = "ValidatingAdmissionPolicy"
+WEBHOOK_USER = f"system:serviceaccount:{NAMESPACE}:{WEBHOOK}"
+CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{CONTROLLER}"
+GUARDS = ("secrets", "webhook-configuration", "serviceaccounts", "rolebindings")
+
+
+def admission_policies(objects: Objects) -> dict[str, Any]:
+    return {
+        o["metadata"]["name"].removeprefix(f"{FULLNAME}-"): o for o in objects if o["kind"] == VAP
+    }
+
+
+def guarded_users(policy: Mapping[str, Any]) -> set[str]:
+    """The user names a policy's match condition names (it only ever lists literals)."""
+    (condition,) = policy["spec"]["matchConditions"]
+    return set(re.findall(r'"(system:serviceaccount:[^"]+)"', condition["expression"]))
+
+
+def test_admission_policies_guard_both_service_accounts_by_default(render: Render) -> None:
+    objects = render(WITH_POLICY)
+    policies = admission_policies(objects)
+    assert sorted(policies) == sorted(GUARDS)
+    assert guarded_users(policies["secrets"]) == {WEBHOOK_USER, CONTROLLER_USER}
+    for guard in GUARDS[1:]:  # only the controller holds these verbs
+        assert guarded_users(policies[guard]) == {CONTROLLER_USER}, guard
+    for name, policy in policies.items():
+        # An expression that cannot be evaluated refuses the write.
+        assert policy["spec"]["failurePolicy"] == "Fail", name
+        assert all(v["reason"] == "Forbidden" for v in policy["spec"]["validations"]), name
+        binding = find(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-{name}")
+        assert binding["spec"] == {
+            "policyName": f"{FULLNAME}-{name}",
+            "validationActions": ["Deny"],
+        }
+    secrets = policies["secrets"]["spec"]
+    assert secrets["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+            "resources": ["secrets"],
+        }
+    ]
+    # The first rule checked is the type: a service-account-token Secret is refused by it.
+    assert "pullSecretType" in secrets["validations"][0]["expression"]
+
+
+def test_admission_policies_follow_renamed_service_accounts(render: Render) -> None:
+    objects = render(
+        {
+            **WITH_POLICY,
+            "webhook": {"serviceAccount": {"name": "hook"}},
+            "controller": {"serviceAccount": {"name": "ctl"}},
+        }
+    )
+    policies = admission_policies(objects)
+    assert guarded_users(policies["secrets"]) == {
+        f"system:serviceaccount:{NAMESPACE}:hook",
+        f"system:serviceaccount:{NAMESPACE}:ctl",
+    }
+
+
+def test_without_a_controller_only_the_webhook_is_guarded(render: Render) -> None:
+    objects = render(
+        {
+            **WITH_POLICY,
+            "controller": {"enabled": False},
+            "certificates": {"mode": "provided", "provided": {"caBundle": CA_PEM}},
+        }
+    )
+    policies = admission_policies(objects)
+    assert sorted(policies) == ["secrets"]
+    assert guarded_users(policies["secrets"]) == {WEBHOOK_USER}
+
+
+def own_certificate_rule(objects: Objects) -> str:
+    variables = admission_policies(objects)["secrets"]["spec"]["variables"]
+    rule: str = next(v["expression"] for v in variables if v["name"] == "ownCertificate")
+    return rule
+
+
+def test_the_controller_may_write_its_own_certificates_only_in_self_managed_mode(
+    render: Render,
+) -> None:
+    self_managed = own_certificate_rule(render(WITH_POLICY))
+    assert f'"{TLS_SECRET}"' in self_managed
+    assert f'"{TLS_SECRET}-ca"' in self_managed
+    assert f'request.namespace == "{NAMESPACE}"' in self_managed
+    cert_manager = own_certificate_rule(
+        render({**WITH_POLICY, "certificates": {"mode": "cert-manager"}})
+    )
+    assert cert_manager == "false"
+
+
+def test_the_admission_policies_can_be_turned_off(render: Render) -> None:
+    objects = render({**WITH_POLICY, "admissionPolicy": {"enabled": False}})
+    assert not admission_policies(objects)
+    assert not [o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+
+
 # -- invariants over every value set -----------------------------------------------------------
 
 
@@ -1433,7 +1538,13 @@ def test_labels_come_from_one_helper_and_selectors_use_name_and_instance(
 def test_objects_live_in_the_release_namespace_unless_cluster_scoped_or_source_roles(
     render: Render, values: dict[str, Any], value_files: tuple[Path, ...]
 ) -> None:
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for obj in render(values, value_files=value_files):
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in cluster_scoped:
@@ -1736,13 +1847,31 @@ def test_helm_lint_strict(helm_bin: Path, value_files: tuple[Path, ...]) -> None
 
 
 @pytest.mark.parametrize(
-    ("kube_version", "ok"),
-    [("1.29.0", True), ("1.36.0", True), ("1.28.9", False)],
-    ids=["Kubernetes 1.29 is supported", "Kubernetes 1.36 is supported", "1.28 is refused"],
+    ("kube_version", "values", "ok"),
+    [
+        ("1.30.0", {}, True),
+        ("1.36.0", {}, True),
+        ("1.29.0", {"admissionPolicy": {"enabled": False}}, True),
+        ("1.28.9", {"admissionPolicy": {"enabled": False}}, False),
+    ],
+    ids=[
+        "Kubernetes 1.30 is supported with the admission policies",
+        "Kubernetes 1.36 is supported",
+        "Kubernetes 1.29 is supported without them",
+        "1.28 is refused",
+    ],
 )
-def test_kube_version_constraint(chart: Chart, kube_version: str, ok: bool) -> None:
-    result = chart.run(extra_args=("--kube-version", kube_version))
+def test_kube_version_constraint(
+    chart: Chart, kube_version: str, values: dict[str, Any], ok: bool
+) -> None:
+    result = chart.run(values, extra_args=("--kube-version", kube_version))
     assert (result.returncode == 0) is ok, result.stderr
+
+
+def test_admission_policies_on_a_cluster_without_them_fail_with_the_way_out(chart: Chart) -> None:
+    stderr = chart.error(extra_args=("--kube-version", "1.29.0"))
+    assert "admissionPolicy.enabled needs Kubernetes 1.30 or later" in stderr
+    assert "set admissionPolicy.enabled=false" in stderr
 
 
 def test_chart_metadata() -> None:
@@ -1841,6 +1970,22 @@ def test_notes_give_next_steps(chart: Chart, tmp_path: Path) -> None:
     assert f"kubectl -n {NAMESPACE} logs deploy/{WEBHOOK}" in notes
     assert f"kubectl -n {NAMESPACE} logs deploy/{CONTROLLER}" in notes
     assert "no rules yet" not in notes
+
+
+def test_notes_warn_loudly_when_the_admission_policies_are_off(
+    chart: Chart, tmp_path: Path
+) -> None:
+    on = render_notes(chart, tmp_path / "on", WITH_POLICY)
+    off = render_notes(
+        chart, tmp_path / "off", {**WITH_POLICY, "admissionPolicy": {"enabled": False}}
+    )
+    assert "WARNING" not in on
+    assert f"Admission policies {FULLNAME}-* limit what" in on
+    # The warning comes first, before any next step, and says what is at stake.
+    assert off.startswith("#" * 20)
+    assert "THE CHART'S SERVICEACCOUNT TOKENS ARE NOT GUARDED" in off
+    assert "that is cluster-admin" in off
+    assert "--set admissionPolicy.enabled=true" in off
 
 
 def test_notes_say_when_nothing_is_injected_yet(chart: Chart, tmp_path: Path) -> None:

@@ -22,3 +22,17 @@ app.kubernetes.io/instance: {{ .context.Release.Name }}
 app.kubernetes.io/component: {{ . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The label the product itself puts on what it writes (copies, its certificate Secrets,
+image-puller RoleBindings) and reads to decide ownership: MANAGED_BY_LABEL = MANAGED_BY_VALUE
+in webhook/core/conventions.py (tests/chart checks the two agree). Not the chart's own
+`app.kubernetes.io/managed-by: Helm` above: Helm never writes those objects.
+*/}}
+{{- define "pullsecret-injector.ownership.key" -}}
+app.kubernetes.io/managed-by
+{{- end }}
+
+{{- define "pullsecret-injector.ownership.value" -}}
+pullsecret-injector
+{{- end }}

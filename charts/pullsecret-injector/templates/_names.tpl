@@ -41,6 +41,15 @@ for suffixes such as "-source" and for ReplicaSet/pod hashes. */}}
 {{- default (include "pullsecret-injector.controller.fullname" .) .Values.controller.serviceAccount.name }}
 {{- end }}
 
+{{/* The user name the API server sees for each component (admission policy match conditions). */}}
+{{- define "pullsecret-injector.webhook.username" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "pullsecret-injector.webhook.serviceAccountName" .) }}
+{{- end }}
+
+{{- define "pullsecret-injector.controller.username" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "pullsecret-injector.controller.serviceAccountName" .) }}
+{{- end }}
+
 {{/* The Service the API server calls; the serving certificate covers its DNS names. */}}
 {{- define "pullsecret-injector.webhook.serviceName" -}}
 {{- include "pullsecret-injector.webhook.fullname" . }}

@@ -54,6 +54,9 @@ fixes them in one pass. Included by every template that depends on the values it
 {{- $errors = append $errors (printf "rbac.sourceSecretsByName lists %s, but the policy names no source secret there (it comes only from rbac.extraSourceNamespaces), so its Role could name nothing; remove it from one of the two lists" $namespace) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.admissionPolicy.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
+{{- $errors = append $errors (printf "admissionPolicy.enabled needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1); this cluster is %s. Upgrade, or set admissionPolicy.enabled=false and read the warning it prints" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- $tls := include "pullsecret-injector.tlsSecretName" . }}
 {{- range $name := list $tls (include "pullsecret-injector.caSecretName" .) }}
 {{- if has $name $facts.managedNames }}
