@@ -1649,53 +1649,8 @@ def test_env_names_match_the_objects_they_point_at(render: Render) -> None:
     assert lease_rule["resourceNames"] == [variables["PSI_LEASE_NAME"]]
 
 
-@pytest.mark.parametrize(
-    ("values", "value_files"),
-    [
-        (WITH_POLICY, ()),
-        ({}, ()),
-        ({}, (OPENSHIFT_VALUES,)),
-    ],
-    ids=[
-        "the two-rule policy is valid",
-        "the default policy is valid",
-        "the OpenShift preset's policy is valid",
-    ],
-)
-def test_rendered_policy_passes_validate_policy(
-    render: Render,
-    tmp_path: Path,
-    values: dict[str, Any],
-    value_files: tuple[Path, ...],
-) -> None:
-    objects = render(values, value_files=value_files)
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(find(objects, "ConfigMap", POLICY_CM)["data"]["policy.yaml"])
-    result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "pullsecret-injector"), "validate-policy", str(policy_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    # What the CLI derives is exactly what the chart derived for RBAC.
-    facts = re.search(r"source namespaces: (.*); managed secret names: (.*)$", result.stdout)
-    assert facts, result.stdout
-    sources = [] if facts[1] == "none" else facts[1].split(", ")
-    managed = [] if facts[2] == "none" else facts[2].split(", ")
-    source_roles = sorted(
-        o["metadata"]["namespace"]
-        for o in objects
-        if o["kind"] == "Role" and o["metadata"]["name"] == f"{WEBHOOK}-source"
-    )
-    assert source_roles == sorted(sources)
-    reads = [
-        r.get("resourceNames")
-        for r in find(objects, "ClusterRole", WEBHOOK)["rules"]
-        if "secrets" in r["resources"] and "watch" in r["verbs"]
-    ]
-    assert reads == ([sorted(managed)] if managed else [])
+# test_policy_facts.py renders every policy fixture (these value files' included) and checks
+# the chart's RBAC against `validate-policy --output json`.
 
 
 # -- values validation -------------------------------------------------------------------------
@@ -1765,6 +1720,13 @@ FAILURES = [
         "a secret without a namespace needs defaults.sourceNamespace",
         {"policy": {"defaults": None, "rules": [{"name": "x", "secrets": ["a"]}]}},
         "policy.rules[0].secrets[0] (a) needs policy.defaults.sourceNamespace",
+    ),
+    (
+        # Helm deletes a null value and the chart's default with it: the ConfigMap would hold a
+        # policy without rules, which the webhook refuses.
+        "a null rules list is refused at render time",
+        {"policy": {"rules": None}},
+        "policy.rules is missing: a policy needs a rules list",
     ),
     (
         "extraEnv cannot override a setting the chart derives",

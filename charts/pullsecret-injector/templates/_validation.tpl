@@ -32,6 +32,9 @@ fixes them in one pass. Included by every template that depends on the values it
 {{- end }}
 {{- else }}
 {{- $policy := .Values.policy | default dict }}
+{{- if not (hasKey $policy "rules") }}
+{{- $errors = append $errors "policy.rules is missing: a policy needs a rules list (an empty list [] installs a webhook that injects nothing). `rules:` with nothing after it is null, and Helm deletes a null value together with the chart's default" }}
+{{- end }}
 {{- $defaultSource := (get ($policy.defaults | default dict) "sourceNamespace") | default "" }}
 {{- range $i, $rule := (get $policy "rules" | default list) }}
 {{- if not (kindIs "map" $rule) }}
