@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: venv tools test unit lint e2e demo demo-down clean
+.PHONY: venv tools test unit lint lint-chart generate e2e demo demo-down clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,21 @@ venv: $(VENV)/.installed
 tools:
 	tools/build-control-plane.sh >/dev/null
 
-lint: venv
+lint: venv lint-chart
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check webhook certs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The chart, linted the way chart maintainers do (chart-testing's `ct lint`: yamllint with ct's
+# rules on Chart.yaml and the values files, and `helm lint --strict` per values file).
+CHART := charts/pullsecret-injector
+lint-chart: venv tools
+	$(VENV)/bin/yamllint --strict -c charts/lintconf.yaml charts/lintconf.yaml \
+		$(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/values-openshift.yaml
+	HELM=$$(tools/build-control-plane.sh)/helm && \
+		$$HELM lint --strict $(CHART) && \
+		$$HELM lint --strict $(CHART) --values $(CHART)/values-openshift.yaml
 
 unit: venv
 	$(PY) -m pytest tests/unit -q

@@ -1809,6 +1809,30 @@ def test_helm_lint_strict(helm_bin: Path, value_files: tuple[Path, ...]) -> None
 
 
 @pytest.mark.parametrize(
+    ("values", "value_files"),
+    [(case[1], case[2]) for case in VALUE_SETS],
+    ids=VALUE_SET_IDS,
+)
+def test_rendered_manifests_pass_yamllint_with_chart_testing_rules(
+    chart: Chart, tmp_path: Path, values: dict[str, Any], value_files: tuple[Path, ...]
+) -> None:
+    """`make lint` lints the chart's own YAML; this lints what the templates produce (stray
+    whitespace, duplicated keys, tabs) for every supported value set."""
+    args = [str(chart.helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for path in value_files:
+        args += ["--values", str(path)]
+    if values:
+        args += ["--values", str(_write(tmp_path / "values.yaml", values))]
+    rendered = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+    lint = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "yamllint"), "--strict", "-c",
+         str(REPO / "charts" / "lintconf.yaml"), "-"],
+        input=rendered.stdout, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout
+
+
+@pytest.mark.parametrize(
     ("kube_version", "values", "ok"),
     [
         ("1.30.0", {}, True),

@@ -111,7 +111,8 @@ rules:
     {{- if has $namespace $facts.byName }}
     # rbac.sourceSecretsByName: only the policy's source secrets; the namespace's other
     # Secrets stay unreadable.
-    resourceNames: {{ get $facts.sourceSecrets $namespace | toJson }}
+    resourceNames:
+      {{- get $facts.sourceSecrets $namespace | toYaml | nindent 6 }}
     {{- end }}
     verbs: ["get", "list", "watch"]
 ---
