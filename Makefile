@@ -29,6 +29,8 @@ lint: venv lint-chart
 # rules on Chart.yaml and the values files, and `helm lint --strict` per values file).
 CHART := charts/pullsecret-injector
 lint-chart: venv tools
+	$(VENV)/bin/mypy --strict tools/values_schema.py
+	$(VENV)/bin/python -m tools.values_schema --check
 	$(VENV)/bin/yamllint --strict -c charts/lintconf.yaml charts/lintconf.yaml \
 		$(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/values-openshift.yaml
 	HELM=$$(tools/build-control-plane.sh)/helm && \
@@ -40,6 +42,10 @@ unit: venv
 
 e2e: venv tools
 	PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) $(PY) -m pytest tests/e2e -q
+
+# Files generated from others: values.schema.json from the annotated values.yaml.
+generate: venv
+	$(VENV)/bin/python -m tools.values_schema
 
 # The whole suite CI runs: lint, unit tests, then e2e on the real control plane.
 test: venv tools lint

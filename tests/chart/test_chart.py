@@ -1867,42 +1867,7 @@ def test_chart_metadata() -> None:
     assert meta["kubeVersion"] == ">=1.29.0-0"
 
 
-def test_schema_is_strict_except_for_free_form_maps() -> None:
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    free_form = {
-        "global",
-        "policy",
-        "resources",
-        "affinity",
-        "podSecurityContext",
-        "securityContext",
-        "nodeSelector",
-        "podAnnotations",
-        "podLabels",
-        "annotations",
-        "labels",
-        "commonLabels",
-    }
-
-    def walk(node: Mapping[str, Any], path: str) -> None:
-        if node.get("type") == "object" and "properties" in node:
-            assert node.get("additionalProperties") is False, path
-            for key, child in node["properties"].items():
-                walk(child, f"{path}.{key}")
-        elif node.get("type") == "object":
-            assert path.rsplit(".", 1)[-1] in free_form, f"{path} is free-form"
-
-    walk(schema, "(root)")
-    # Every key in values.yaml is described by the schema (and nothing is misspelt there).
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-
-    def covered(value: Any, node: Mapping[str, Any], path: str) -> None:
-        if isinstance(value, dict) and "properties" in node:
-            for key, child in value.items():
-                assert key in node["properties"], f"{path}.{key} missing from the schema"
-                covered(child, node["properties"][key], f"{path}.{key}")
-
-    covered(values, schema, "(root)")
+# The schema's own tests (generated, strict, anchored patterns) are in test_values_schema.py.
 
 
 def render_notes(chart: Chart, tmp_path: Path, values: Mapping[str, Any]) -> str:
