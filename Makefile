@@ -9,7 +9,7 @@ NODE_HARNESS := tools/node.py tools/nodeconfig.py tools/registry.py tools/cgroup
 BIN_DIRS = PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) \
            PULLSECRET_NODE_BIN_DIR=$$(tools/build-node.sh)
 
-.PHONY: venv tools node-tools image test unit lint e2e demo demo-down clean
+.PHONY: venv tools node-tools image test unit lint lint-chart generate e2e demo demo-down clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ node-tools:
 image:
 	tools/build-image.sh
 
-lint: venv
+lint: venv lint-chart
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check webhook certs
 	$(VENV)/bin/mypy
@@ -46,11 +46,27 @@ lint: venv
 	$(VENV)/bin/mypy --strict $(NODE_HARNESS)
 	test -z "$$(gofmt -l tools/imagetool)"
 
+# The chart, linted the way chart maintainers do (chart-testing's `ct lint`: yamllint with ct's
+# rules on Chart.yaml and the values files, and `helm lint --strict` per values file).
+CHART := charts/pullsecret-injector
+lint-chart: venv tools
+	$(VENV)/bin/mypy --strict tools/values_schema.py
+	$(VENV)/bin/python -m tools.values_schema --check
+	$(VENV)/bin/yamllint --strict -c charts/lintconf.yaml charts/lintconf.yaml \
+		$(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/values-openshift.yaml
+	HELM=$$(tools/build-control-plane.sh)/helm && \
+		$$HELM lint --strict $(CHART) && \
+		$$HELM lint --strict $(CHART) --values $(CHART)/values-openshift.yaml
+
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
 e2e: venv tools node-tools
 	$(BIN_DIRS) $(PY) -m pytest tests/e2e -q
+
+# Files generated from others: values.schema.json from the annotated values.yaml.
+generate: venv
+	$(VENV)/bin/python -m tools.values_schema
 
 # The whole suite CI runs: lint, unit tests, then e2e on the real control plane and node.
 test: venv tools node-tools lint

@@ -85,15 +85,19 @@ BUILD_SCRIPT = REPO / "tools" / "build-control-plane.sh"
 BIN_DIR_ENV = "PULLSECRET_BIN_DIR"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 
-#: kube-controller-manager controllers we run: ServiceAccounts (and their legacy tokens),
-#: namespace deletion, ownerReference cleanup and the ``kube-root-ca.crt`` ConfigMaps. Nothing
-#: that needs nodes.
+#: kube-controller-manager controllers we run: ServiceAccounts (and their legacy tokens, which
+#: the chart's admission policy must stop its identities from minting), namespace deletion,
+#: ownerReference cleanup, the ``kube-root-ca.crt`` ConfigMaps, and the type checking of
+#: ValidatingAdmissionPolicies (``status.typeChecking``: a misspelt field in the chart's CEL
+#: shows there). Nothing that needs nodes. The API server itself enforces
+#: ValidatingAdmissionPolicy with its default admission plugins (GA, on by default since 1.30).
 CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "namespace-controller",
     "garbage-collector-controller",
     "root-ca-certificate-publisher-controller",
+    "validatingadmissionpolicy-status-controller",
 )
 SERVICE_CIDR = "10.0.0.0/24"  # bookkeeping only: nothing ever routes to it
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"

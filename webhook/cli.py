@@ -58,6 +58,13 @@ def _parser(prog: str, *, operational: bool) -> argparse.ArgumentParser:
         "validate-policy", help="check a policy file; print every located error"
     )
     validate.add_argument("policy", type=Path, help="policy YAML file")
+    validate.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="json: what the policy implies for RBAC (source namespaces and secrets, copy "
+        "names, backfill, image-puller grants), the facts the Helm chart derives its Roles from",
+    )
     validate.set_defaults(command=_validate_policy)
     if operational:
         from webhook import commands  # noqa: PLC0415 - keeps `--help` fast
@@ -205,7 +212,10 @@ class _UsageError(Exception):
 
 
 def _validate_policy(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
     from webhook.core.policy import PolicyInvalid, load_policy, trust_warnings  # noqa: PLC0415
+    from webhook.core.policyfacts import policy_facts  # noqa: PLC0415
 
     try:
         policy = load_policy(_read(args.policy))
@@ -213,17 +223,23 @@ def _validate_policy(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except PolicyInvalid as exc:
+        if args.output == "json":
+            errors = [{"path": e.path, "message": e.message} for e in exc.errors]
+            print(json.dumps({"valid": False, "errors": errors}, indent=2))
         print(f"{args.policy}: {len(exc.errors)} error(s)", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return EXIT_FAILED
     for warning in trust_warnings(policy):
         print(f"warning: {warning}", file=sys.stderr)
-    names = sorted(policy.managed_names())
+    facts = policy_facts(policy)
+    if args.output == "json":
+        print(json.dumps({"valid": True, **facts.to_json()}, indent=2))
+        return EXIT_OK
     print(
-        f"{args.policy}: valid, {len(policy.rules)} rule(s); "
-        f"source namespaces: {', '.join(sorted(policy.source_namespaces())) or 'none'}; "
-        f"managed secret names: {', '.join(names) or 'none'}"
+        f"{args.policy}: valid, {facts.rules} rule(s); "
+        f"source namespaces: {', '.join(facts.source_namespaces) or 'none'}; "
+        f"managed secret names: {', '.join(facts.managed_names) or 'none'}"
     )
     return EXIT_OK
 

@@ -9,6 +9,7 @@ not a chart that passed. Nothing here talks to a cluster: ``helm template`` rend
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping
@@ -101,8 +102,10 @@ class Chart:
             args += ["--values", str(path)]
         if values:
             digest = hashlib.sha256(repr(values).encode()).hexdigest()[:16]
-            path = self.workdir / f"values-{digest}.yaml"
-            path.write_text(yaml.safe_dump(dict(values)))
+            # JSON is YAML that quotes every string: PyYAML leaves `n` or `y` bare, and Helm's
+            # YAML 1.1 parser reads those as booleans (a namespace named `n` became false).
+            path = self.workdir / f"values-{digest}.json"
+            path.write_text(json.dumps(dict(values)))
             args += ["--values", str(path)]
         args += list(extra_args)
         result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)

@@ -875,16 +875,22 @@ CAN_I = [
         True,
     ),
     (
-        "webhook cannot list every secret of a source namespace",
+        "webhook can list every secret of a source namespace (a new source works live)",
         WEBHOOK,
         Request("list", "secrets", "pull-secrets"),
-        False,
+        True,
     ),
     (
-        "webhook cannot read other secrets of a source namespace",
+        "webhook can read a source secret the policy does not name yet",
         WEBHOOK,
-        Request("get", "secrets", "vendor-secrets", "identity-provider-secret"),
-        False,
+        Request("get", "secrets", "vendor-secrets", "added-later-pull"),
+        True,
+    ),
+    (
+        "controller can watch a whole source namespace too",
+        CONTROLLER,
+        Request("watch", "secrets", "vendor-secrets"),
+        True,
     ),
     (
         "webhook cannot list secrets cluster-wide",
@@ -1102,15 +1108,10 @@ def test_rbac_derives_source_namespaces_and_managed_names_from_the_policy(
             if o["kind"] == "Role" and o["metadata"]["name"] == f"{FULLNAME}-{component}-source"
         ]
         assert sorted(r["metadata"]["namespace"] for r in roles) == SOURCES
-        names = {"pull-secrets": ["corp-pull"], "vendor-secrets": ["sso-pull", "vendor-pull"]}
         for role in roles:
+            # Source namespaces exist to hold pull secrets: the whole namespace is readable.
             assert role["rules"] == [
-                {
-                    "apiGroups": [""],
-                    "resources": ["secrets"],
-                    "resourceNames": names[role["metadata"]["namespace"]],
-                    "verbs": ["get", "list", "watch"],
-                }
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
             ]
     webhook_secret_reads = [
         r
@@ -1191,6 +1192,97 @@ def test_rbac_overrides_extend_what_the_policy_derives(render: Render) -> None:
     assert can(objects, CONTROLLER, Request("delete", "secrets", "team-a", "corp-pull"))
 
 
+BY_NAME = {**WITH_POLICY, "rbac": {"sourceSecretsByName": ["vendor-secrets"]}}
+
+BY_NAME_CAN_I = [
+    (
+        "a by-name source namespace grants the policy's source secrets",
+        Request("get", "secrets", "vendor-secrets", "vendor-pull"),
+        True,
+    ),
+    (
+        "a by-name source namespace can be watched secret by secret",
+        Request("watch", "secrets", "vendor-secrets", "sso-pull"),
+        True,
+    ),
+    (
+        "a by-name source namespace keeps its other secrets unreadable",
+        Request("get", "secrets", "vendor-secrets", "identity-provider-secret"),
+        False,
+    ),
+    (
+        "a by-name source namespace cannot be listed whole",
+        Request("list", "secrets", "vendor-secrets"),
+        False,
+    ),
+    (
+        "other source namespaces stay readable whole",
+        Request("list", "secrets", "pull-secrets"),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "allowed"),
+    [case[1:] for case in BY_NAME_CAN_I],
+    ids=[case[0] for case in BY_NAME_CAN_I],
+)
+def test_source_namespaces_listed_by_name_grant_only_the_policys_secrets(
+    render: Render, request_: Request, allowed: bool
+) -> None:
+    objects = render(BY_NAME)
+    for account in (WEBHOOK, CONTROLLER):
+        assert can(objects, account, request_) is allowed, account
+
+
+def test_the_openshift_preset_keeps_openshift_config_secrets_unreadable(render: Render) -> None:
+    objects = render(value_files=(OPENSHIFT_VALUES,))
+    for account in (WEBHOOK, CONTROLLER):
+        assert can(objects, account, Request("get", "secrets", "openshift-config", "pull-secret"))
+        assert not can(
+            objects, account, Request("get", "secrets", "openshift-config", "htpasswd-secret")
+        )
+        assert not can(objects, account, Request("list", "secrets", "openshift-config"))
+
+
+def test_a_by_name_namespace_needs_names_from_the_policy(chart: Chart) -> None:
+    stderr = chart.error(
+        {
+            **EXISTING_CM,
+            "rbac": {**EXISTING_CM["rbac"], "sourceSecretsByName": ["pull-secrets"]},
+        }
+    )
+    assert "rbac.sourceSecretsByName lists pull-secrets, but the policy names no source" in stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "allowed"),
+    [
+        ({}, False),
+        ({"policy": {"rules": [], "imagePullerGrants": [
+            {"name": "g", "imageProjects": ["shared"], "pullers": {"include": ["web"]}}
+        ]}}, True),
+        ({"rbac": {"openshiftImagePuller": True}}, True),
+        ({"policy": {"rules": [], "imagePullerGrants": [
+            {"name": "g", "imageProjects": ["shared"], "pullers": {"include": ["web"]}}
+        ]}, "rbac": {"openshiftImagePuller": False}}, False),
+    ],
+    ids=[
+        "no image-puller grants without grants in the policy",
+        "a policy with grants gets them",
+        "they can be forced on for grants added live",
+        "they can be forced off",
+    ],
+)  # fmt: skip
+def test_image_puller_grants_follow_the_policy(
+    render: Render, values: dict[str, Any], allowed: bool
+) -> None:
+    objects = render(values)
+    create = Request("create", "rolebindings", "shared", None, "rbac.authorization.k8s.io")
+    assert can(objects, CONTROLLER, create) is allowed
+
+
 @pytest.mark.parametrize(
     ("rbac", "allowed"),
     [({}, False), ({"serviceAccountBackfill": True}, True)],
@@ -1258,6 +1350,111 @@ def test_every_role_a_binding_names_is_rendered(render: Render) -> None:
     objects = render(WITH_POLICY)
     for account in (WEBHOOK, CONTROLLER):
         assert _rules_for(objects, account)  # raises if a referenced role is missing
+
+
+# -- admission policies: what RBAC cannot say (issue 16 §1) ------------------------------------
+# The behaviour (the token-minting attack refused, the product's own writes allowed) is proven on
+# the real API server in tests/e2e/test_admission_policy.py; here, which objects render and what
+# they are bound to.
+
+VAP = "ValidatingAdmissionPolicy"
+WEBHOOK_USER = f"system:serviceaccount:{NAMESPACE}:{WEBHOOK}"
+CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{CONTROLLER}"
+GUARDS = ("secrets", "webhook-configuration", "serviceaccounts", "rolebindings")
+
+
+def admission_policies(objects: Objects) -> dict[str, Any]:
+    return {
+        o["metadata"]["name"].removeprefix(f"{FULLNAME}-"): o for o in objects if o["kind"] == VAP
+    }
+
+
+def guarded_users(policy: Mapping[str, Any]) -> set[str]:
+    """The user names a policy's match condition names (it only ever lists literals)."""
+    (condition,) = policy["spec"]["matchConditions"]
+    return set(re.findall(r'"(system:serviceaccount:[^"]+)"', condition["expression"]))
+
+
+def test_admission_policies_guard_both_service_accounts_by_default(render: Render) -> None:
+    objects = render(WITH_POLICY)
+    policies = admission_policies(objects)
+    assert sorted(policies) == sorted(GUARDS)
+    assert guarded_users(policies["secrets"]) == {WEBHOOK_USER, CONTROLLER_USER}
+    for guard in GUARDS[1:]:  # only the controller holds these verbs
+        assert guarded_users(policies[guard]) == {CONTROLLER_USER}, guard
+    for name, policy in policies.items():
+        # An expression that cannot be evaluated refuses the write.
+        assert policy["spec"]["failurePolicy"] == "Fail", name
+        assert all(v["reason"] == "Forbidden" for v in policy["spec"]["validations"]), name
+        binding = find(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-{name}")
+        assert binding["spec"] == {
+            "policyName": f"{FULLNAME}-{name}",
+            "validationActions": ["Deny"],
+        }
+    secrets = policies["secrets"]["spec"]
+    assert secrets["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+            "resources": ["secrets"],
+        }
+    ]
+    # The first rule checked is the type: a service-account-token Secret is refused by it.
+    assert "pullSecretType" in secrets["validations"][0]["expression"]
+
+
+def test_admission_policies_follow_renamed_service_accounts(render: Render) -> None:
+    objects = render(
+        {
+            **WITH_POLICY,
+            "webhook": {"serviceAccount": {"name": "hook"}},
+            "controller": {"serviceAccount": {"name": "ctl"}},
+        }
+    )
+    policies = admission_policies(objects)
+    assert guarded_users(policies["secrets"]) == {
+        f"system:serviceaccount:{NAMESPACE}:hook",
+        f"system:serviceaccount:{NAMESPACE}:ctl",
+    }
+
+
+def test_without_a_controller_only_the_webhook_is_guarded(render: Render) -> None:
+    objects = render(
+        {
+            **WITH_POLICY,
+            "controller": {"enabled": False},
+            "certificates": {"mode": "provided", "provided": {"caBundle": CA_PEM}},
+        }
+    )
+    policies = admission_policies(objects)
+    assert sorted(policies) == ["secrets"]
+    assert guarded_users(policies["secrets"]) == {WEBHOOK_USER}
+
+
+def own_certificate_rule(objects: Objects) -> str:
+    variables = admission_policies(objects)["secrets"]["spec"]["variables"]
+    rule: str = next(v["expression"] for v in variables if v["name"] == "ownCertificate")
+    return rule
+
+
+def test_the_controller_may_write_its_own_certificates_only_in_self_managed_mode(
+    render: Render,
+) -> None:
+    self_managed = own_certificate_rule(render(WITH_POLICY))
+    assert f'"{TLS_SECRET}"' in self_managed
+    assert f'"{TLS_SECRET}-ca"' in self_managed
+    assert f'request.namespace == "{NAMESPACE}"' in self_managed
+    cert_manager = own_certificate_rule(
+        render({**WITH_POLICY, "certificates": {"mode": "cert-manager"}})
+    )
+    assert cert_manager == "false"
+
+
+def test_the_admission_policies_can_be_turned_off(render: Render) -> None:
+    objects = render({**WITH_POLICY, "admissionPolicy": {"enabled": False}})
+    assert not admission_policies(objects)
+    assert not [o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"]
 
 
 # -- invariants over every value set -----------------------------------------------------------
@@ -1341,7 +1538,13 @@ def test_labels_come_from_one_helper_and_selectors_use_name_and_instance(
 def test_objects_live_in_the_release_namespace_unless_cluster_scoped_or_source_roles(
     render: Render, values: dict[str, Any], value_files: tuple[Path, ...]
 ) -> None:
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for obj in render(values, value_files=value_files):
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in cluster_scoped:
@@ -1446,53 +1649,8 @@ def test_env_names_match_the_objects_they_point_at(render: Render) -> None:
     assert lease_rule["resourceNames"] == [variables["PSI_LEASE_NAME"]]
 
 
-@pytest.mark.parametrize(
-    ("values", "value_files"),
-    [
-        (WITH_POLICY, ()),
-        ({}, ()),
-        ({}, (OPENSHIFT_VALUES,)),
-    ],
-    ids=[
-        "the two-rule policy is valid",
-        "the default policy is valid",
-        "the OpenShift preset's policy is valid",
-    ],
-)
-def test_rendered_policy_passes_validate_policy(
-    render: Render,
-    tmp_path: Path,
-    values: dict[str, Any],
-    value_files: tuple[Path, ...],
-) -> None:
-    objects = render(values, value_files=value_files)
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(find(objects, "ConfigMap", POLICY_CM)["data"]["policy.yaml"])
-    result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "pullsecret-injector"), "validate-policy", str(policy_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    # What the CLI derives is exactly what the chart derived for RBAC.
-    facts = re.search(r"source namespaces: (.*); managed secret names: (.*)$", result.stdout)
-    assert facts, result.stdout
-    sources = [] if facts[1] == "none" else facts[1].split(", ")
-    managed = [] if facts[2] == "none" else facts[2].split(", ")
-    source_roles = sorted(
-        o["metadata"]["namespace"]
-        for o in objects
-        if o["kind"] == "Role" and o["metadata"]["name"] == f"{WEBHOOK}-source"
-    )
-    assert source_roles == sorted(sources)
-    reads = [
-        r.get("resourceNames")
-        for r in find(objects, "ClusterRole", WEBHOOK)["rules"]
-        if "secrets" in r["resources"] and "watch" in r["verbs"]
-    ]
-    assert reads == ([sorted(managed)] if managed else [])
+# test_policy_facts.py renders every policy fixture (these value files' included) and checks
+# the chart's RBAC against `validate-policy --output json`.
 
 
 # -- values validation -------------------------------------------------------------------------
@@ -1562,6 +1720,13 @@ FAILURES = [
         "a secret without a namespace needs defaults.sourceNamespace",
         {"policy": {"defaults": None, "rules": [{"name": "x", "secrets": ["a"]}]}},
         "policy.rules[0].secrets[0] (a) needs policy.defaults.sourceNamespace",
+    ),
+    (
+        # Helm deletes a null value and the chart's default with it: the ConfigMap would hold a
+        # policy without rules, which the webhook refuses.
+        "a null rules list is refused at render time",
+        {"policy": {"rules": None}},
+        "policy.rules is missing: a policy needs a rules list",
     ),
     (
         "extraEnv cannot override a setting the chart derives",
@@ -1644,13 +1809,55 @@ def test_helm_lint_strict(helm_bin: Path, value_files: tuple[Path, ...]) -> None
 
 
 @pytest.mark.parametrize(
-    ("kube_version", "ok"),
-    [("1.29.0", True), ("1.36.0", True), ("1.28.9", False)],
-    ids=["Kubernetes 1.29 is supported", "Kubernetes 1.36 is supported", "1.28 is refused"],
+    ("values", "value_files"),
+    [(case[1], case[2]) for case in VALUE_SETS],
+    ids=VALUE_SET_IDS,
 )
-def test_kube_version_constraint(chart: Chart, kube_version: str, ok: bool) -> None:
-    result = chart.run(extra_args=("--kube-version", kube_version))
+def test_rendered_manifests_pass_yamllint_with_chart_testing_rules(
+    chart: Chart, tmp_path: Path, values: dict[str, Any], value_files: tuple[Path, ...]
+) -> None:
+    """`make lint` lints the chart's own YAML; this lints what the templates produce (stray
+    whitespace, duplicated keys, tabs) for every supported value set."""
+    args = [str(chart.helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for path in value_files:
+        args += ["--values", str(path)]
+    if values:
+        args += ["--values", str(_write(tmp_path / "values.yaml", values))]
+    rendered = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+    lint = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "yamllint"), "--strict", "-c",
+         str(REPO / "charts" / "lintconf.yaml"), "-"],
+        input=rendered.stdout, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "values", "ok"),
+    [
+        ("1.30.0", {}, True),
+        ("1.36.0", {}, True),
+        ("1.29.0", {"admissionPolicy": {"enabled": False}}, True),
+        ("1.28.9", {"admissionPolicy": {"enabled": False}}, False),
+    ],
+    ids=[
+        "Kubernetes 1.30 is supported with the admission policies",
+        "Kubernetes 1.36 is supported",
+        "Kubernetes 1.29 is supported without them",
+        "1.28 is refused",
+    ],
+)
+def test_kube_version_constraint(
+    chart: Chart, kube_version: str, values: dict[str, Any], ok: bool
+) -> None:
+    result = chart.run(values, extra_args=("--kube-version", kube_version))
     assert (result.returncode == 0) is ok, result.stderr
+
+
+def test_admission_policies_on_a_cluster_without_them_fail_with_the_way_out(chart: Chart) -> None:
+    stderr = chart.error(extra_args=("--kube-version", "1.29.0"))
+    assert "admissionPolicy.enabled needs Kubernetes 1.30 or later" in stderr
+    assert "set admissionPolicy.enabled=false" in stderr
 
 
 def test_chart_metadata() -> None:
@@ -1660,42 +1867,7 @@ def test_chart_metadata() -> None:
     assert meta["kubeVersion"] == ">=1.29.0-0"
 
 
-def test_schema_is_strict_except_for_free_form_maps() -> None:
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    free_form = {
-        "global",
-        "policy",
-        "resources",
-        "affinity",
-        "podSecurityContext",
-        "securityContext",
-        "nodeSelector",
-        "podAnnotations",
-        "podLabels",
-        "annotations",
-        "labels",
-        "commonLabels",
-    }
-
-    def walk(node: Mapping[str, Any], path: str) -> None:
-        if node.get("type") == "object" and "properties" in node:
-            assert node.get("additionalProperties") is False, path
-            for key, child in node["properties"].items():
-                walk(child, f"{path}.{key}")
-        elif node.get("type") == "object":
-            assert path.rsplit(".", 1)[-1] in free_form, f"{path} is free-form"
-
-    walk(schema, "(root)")
-    # Every key in values.yaml is described by the schema (and nothing is misspelt there).
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-
-    def covered(value: Any, node: Mapping[str, Any], path: str) -> None:
-        if isinstance(value, dict) and "properties" in node:
-            for key, child in value.items():
-                assert key in node["properties"], f"{path}.{key} missing from the schema"
-                covered(child, node["properties"][key], f"{path}.{key}")
-
-    covered(values, schema, "(root)")
+# The schema's own tests (generated, strict, anchored patterns) are in test_values_schema.py.
 
 
 def render_notes(chart: Chart, tmp_path: Path, values: Mapping[str, Any]) -> str:
@@ -1749,6 +1921,22 @@ def test_notes_give_next_steps(chart: Chart, tmp_path: Path) -> None:
     assert f"kubectl -n {NAMESPACE} logs deploy/{WEBHOOK}" in notes
     assert f"kubectl -n {NAMESPACE} logs deploy/{CONTROLLER}" in notes
     assert "no rules yet" not in notes
+
+
+def test_notes_warn_loudly_when_the_admission_policies_are_off(
+    chart: Chart, tmp_path: Path
+) -> None:
+    on = render_notes(chart, tmp_path / "on", WITH_POLICY)
+    off = render_notes(
+        chart, tmp_path / "off", {**WITH_POLICY, "admissionPolicy": {"enabled": False}}
+    )
+    assert "WARNING" not in on
+    assert f"Admission policies {FULLNAME}-* limit what" in on
+    # The warning comes first, before any next step, and says what is at stake.
+    assert off.startswith("#" * 20)
+    assert "THE CHART'S SERVICEACCOUNT TOKENS ARE NOT GUARDED" in off
+    assert "that is cluster-admin" in off
+    assert "--set admissionPolicy.enabled=true" in off
 
 
 def test_notes_say_when_nothing_is_injected_yet(chart: Chart, tmp_path: Path) -> None:
