@@ -103,6 +103,11 @@ DEFS: Mapping[str, Schema] = {
         "type": "string",
         "pattern": _anchored(r"[-._a-zA-Z][-._a-zA-Z0-9]*"),
     },
+    "pemCertificates": {
+        "description": "PEM certificates (one or more), or empty.",
+        "type": "string",
+        "pattern": _optional(r"\s*-----BEGIN CERTIFICATE-----[\s\S]*"),
+    },
     "imageDigest": {
         "description": "An image digest (sha256:<64 hex>), or empty.",
         "type": "string",

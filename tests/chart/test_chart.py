@@ -289,14 +289,14 @@ def controller_container(path: str, value: Any) -> Equal:
 
 CASES = [
     Case(
-        "default install excludes the release namespace and kube-system",
+        "default install excludes the release namespace and Kubernetes' own namespaces",
         asserts=(
             hook(
                 "namespaceSelector.matchExpressions[0]",
                 {
                     "key": "kubernetes.io/metadata.name",
                     "operator": "NotIn",
-                    "values": [NAMESPACE, "kube-system"],
+                    "values": [NAMESPACE, "kube-system", "kube-public", "kube-node-lease"],
                 },
             ),
         ),
@@ -333,7 +333,8 @@ CASES = [
         ),
     ),
     Case(
-        "the webhook is called for pod and service account creation and ephemeral containers",
+        "the webhook is called for pod creation, ServiceAccount creation and updates, and "
+        "ephemeral containers",
         asserts=(
             hook(
                 "rules",
@@ -342,7 +343,14 @@ CASES = [
                         "apiGroups": [""],
                         "apiVersions": ["v1"],
                         "operations": ["CREATE"],
-                        "resources": ["pods", "serviceaccounts"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    },
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["serviceaccounts"],
                         "scope": "Namespaced",
                     },
                     {
@@ -392,7 +400,8 @@ CASES = [
         },
         asserts=(
             hook(
-                "namespaceSelector.matchExpressions[0].values", [NAMESPACE, "kube-system", "legacy"]
+                "namespaceSelector.matchExpressions[0].values",
+                [NAMESPACE, "kube-system", "kube-public", "kube-node-lease", "legacy"],
             ),
             hook(
                 "namespaceSelector.matchExpressions[2]",
@@ -1594,6 +1603,8 @@ def test_webhook_env_contract(render: Render) -> None:
         "PSI_POLICY_KEY": "policy.yaml",
         "PSI_POD_NAME": "<metadata.name>",
         "PSI_LOG_LEVEL": "INFO",
+        "PSI_EXCLUDE_NAMESPACES": "",
+        "PSI_OPT_OUT_LABEL": "pullsecret-injector.io/inject",
         "TMPDIR": "/tmp",
         "PSI_PORT": "8443",
         "PSI_HEALTH_PORT": "8080",
@@ -1616,6 +1627,8 @@ def test_controller_env_contract(render: Render) -> None:
         "PSI_POLICY_KEY": "policy.yaml",
         "PSI_POD_NAME": "<metadata.name>",
         "PSI_LOG_LEVEL": "INFO",
+        "PSI_EXCLUDE_NAMESPACES": "",
+        "PSI_OPT_OUT_LABEL": "pullsecret-injector.io/inject",
         "TMPDIR": "/tmp",
         "PSI_METRICS_PORT": "8080",
         "PSI_LEASE_NAME": CONTROLLER,
@@ -1954,3 +1967,30 @@ def test_the_loader_refuses_duplicate_keys() -> None:
     """Every render goes through this loader, so no template emits a key twice."""
     with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key"):
         load_documents("a: 1\na: 2\n")
+
+
+CLIENT_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+def test_client_certificates_are_required_only_when_a_client_ca_is_given(render: Render) -> None:
+    plain = render({})
+    assert "PSI_TLS_CLIENT_CA_FILE" not in env(plain, "webhook")
+    mutual = render({"webhook": {"clientAuth": {"caBundle": CLIENT_CA}}})
+    assert env(mutual, "webhook")["PSI_TLS_CLIENT_CA_FILE"] == "/client-ca/ca.crt"
+    configmap = find(mutual, "ConfigMap", f"{WEBHOOK}-client-ca")
+    assert configmap["data"]["ca.crt"].strip() == CLIENT_CA.strip()
+    mounts = {m["name"]: m["mountPath"] for m in container(mutual, "webhook")["volumeMounts"]}
+    assert mounts["client-ca"] == "/client-ca"
+
+
+def test_a_client_ca_that_is_not_pem_is_refused_at_install(chart: Chart) -> None:
+    assert "caBundle" in chart.error({"webhook": {"clientAuth": {"caBundle": "not a PEM"}}})
+
+
+def test_the_exclusions_of_the_selectors_reach_both_components(render: Render) -> None:
+    objects = render(
+        {"admissionWebhook": {"excludeNamespaces": ["legacy", "batch"], "optOutLabel": "x.io/skip"}}
+    )
+    for component in ("webhook", "controller"):
+        assert env(objects, component)["PSI_EXCLUDE_NAMESPACES"] == "legacy,batch"
+        assert env(objects, component)["PSI_OPT_OUT_LABEL"] == "x.io/skip"

@@ -15,6 +15,12 @@ are rejected at startup); the e2e harness starts processes with exactly this env
       fieldPath: metadata.name
 - name: PSI_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- /* The exclusions the webhook configuration's selectors state, enforced by the code too:
+       the controller and reviews posted straight to the webhook never pass the selectors. */}}
+- name: PSI_EXCLUDE_NAMESPACES
+  value: {{ join "," .Values.admissionWebhook.excludeNamespaces | quote }}
+- name: PSI_OPT_OUT_LABEL
+  value: {{ .Values.admissionWebhook.optOutLabel | quote }}
 - name: TMPDIR
   value: /tmp
 {{- end }}
@@ -37,6 +43,10 @@ are rejected at startup); the e2e harness starts processes with exactly this env
   value: {{ .Values.webhook.gracefulTimeoutSeconds | quote }}
 - name: PSI_WRITE_COPIES
   value: {{ .Values.webhook.writeCopies | quote }}
+{{- if .Values.webhook.clientAuth.caBundle }}
+- name: PSI_TLS_CLIENT_CA_FILE
+  value: /client-ca/ca.crt
+{{- end }}
 {{- /* Half the API server's timeout for creating missing copies: the rest is for the review. */}}
 - name: PSI_ENSURE_TIMEOUT_SECONDS
   value: {{ divf .Values.admissionWebhook.timeoutSeconds 2 | toString | quote }}
