@@ -15,30 +15,22 @@ import json
 import os
 import re
 import socket
-import socketserver
-import ssl
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from certs import pki
-from certs.files import write_atomic
+from tests.e2e.stubwebhook import STUB_LABEL, STUB_VALUE, StubWebhook
 from tools.controlplane import BUILD_SCRIPT, REPO, ControlPlane, is_running
 
-STUB_LABEL = "e2e.pullsecret-injector.io/stub"
-STUB_VALUE = "mutated"
 IMAGE = "registry.example.invalid/team/app:1.0"  # made up; nothing ever pulls it
 
 
@@ -97,121 +89,6 @@ def admission(admin_api: client.ApiClient) -> client.AdmissionregistrationV1Api:
 
 
 # --------------------------------------------------------------------------------------------
-# A stub webhook: HTTPS on 127.0.0.1, answers every AdmissionReview with a JSONPatch that adds
-# a label, and records what it saw.
-
-
-class _StubServer(ThreadingHTTPServer):
-    daemon_threads = True
-    stub: StubWebhook
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would resolve our FQDN (a DNS lookup); we need none.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.stub.errors.append(repr(sys.exc_info()[1]))
-
-
-class _StubHandler(BaseHTTPRequestHandler):
-    server: _StubServer
-    # HTTP/1.0: one request per connection, so once the server is shut down nothing in this
-    # process answers the API server any more (no kept-alive connection survives).
-    protocol_version = "HTTP/1.0"
-
-    def do_POST(self) -> None:
-        review = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        self.server.stub.record(self.path, review)
-        request = review["request"]
-        labels = ((request.get("object") or {}).get("metadata") or {}).get("labels")
-        key = STUB_LABEL.replace("~", "~0").replace("/", "~1")
-        ops = (
-            [{"op": "add", "path": f"/metadata/labels/{key}", "value": STUB_VALUE}]
-            if labels
-            else [{"op": "add", "path": "/metadata/labels", "value": {STUB_LABEL: STUB_VALUE}}]
-        )
-        body = json.dumps(
-            {
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "response": {
-                    "uid": request["uid"],
-                    "allowed": True,
-                    "patchType": "JSONPatch",
-                    "patch": base64.b64encode(json.dumps(ops).encode()).decode(),
-                },
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class StubWebhook:
-    """``with StubWebhook(dir, hosts) as stub:`` serves ``https://127.0.0.1:<stub.port>``."""
-
-    def __init__(self, workdir: Path, hosts: Sequence[str]) -> None:
-        now = datetime.now(UTC)
-        ca = pki.new_ca("e2e stub webhook CA", now, 1)
-        leaf = pki.issue(ca, hosts[0], now=now, days=1, hosts=hosts)
-        self.ca_pem = ca.cert_pem
-        cert, key = workdir / "stub.crt", workdir / "stub.key"
-        write_atomic(cert, leaf.cert_pem, 0o644)
-        write_atomic(key, leaf.key_pem, 0o600)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert, key)
-        context.sni_callback = self._sni
-        self._server = _StubServer(("127.0.0.1", 0), _StubHandler)
-        self._server.stub = self
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stub-webhook")
-        self._lock = threading.Lock()
-        self.reviews: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        self.server_names: list[str | None] = []
-        self.errors: list[str] = []
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def _sni(self, _sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
-        with self._lock:
-            self.server_names.append(name)
-
-    def record(self, path: str, review: dict[str, Any]) -> None:
-        with self._lock:
-            self.paths.append(path)
-            self.reviews.append(review)
-
-    def requests_for(self, namespace: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r["request"] for r in self.reviews if r["request"]["namespace"] == namespace]
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-        self._server.server_close()
 
 
 def webhook_name(configuration: str) -> str:

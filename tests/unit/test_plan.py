@@ -131,6 +131,23 @@ def assert_warnings(result: Plan, expected: Sequence[str]) -> None:
 
 
 POD_CASES = [
+    # -- decisions a later webhook overtook -------------------------------------------------
+    case(
+        "a managed secret no image needs any more is kept, with a warning (a rewritten image)",
+        rules=CORP + "  - {name: quay, secrets: [quay-pull]}\n",
+        obj=pod(["quay.io/team/app"], pull_secrets=["corp-pull"]),
+        expected=pod(["quay.io/team/app"], pull_secrets=["corp-pull", "quay-pull"]),
+        copies=[("team-a", "quay-pull", "pull-secrets/quay-pull")],
+        warnings=["corp-pull is a pull secret the policy manages, but no image of this pod"],
+    ),
+    case(
+        "a managed secret the pod's ServiceAccount carries is not warned about",
+        rules=CORP.replace("}", ", serviceAccounts: {names: [default]}}")
+        + "  - {name: quay, secrets: [quay-pull]}\n",
+        obj=pod(["quay.io/team/app"], pull_secrets=["corp-pull"]),
+        expected=pod(["quay.io/team/app"], pull_secrets=["corp-pull", "quay-pull"]),
+        copies=[("team-a", "quay-pull", "pull-secrets/quay-pull")],
+    ),
     # -- how imagePullSecrets is patched ---------------------------------------------------
     case(
         "a pod without imagePullSecrets gets the whole list added",

@@ -223,6 +223,7 @@ class Planner:
         self.sources_version = view.sources_version
         self.index = RuleIndex(policy, view)
         self._order = {rule.name: position for position, rule in enumerate(policy.rules)}
+        self._rules = {rule.name: rule for rule in policy.rules}
         self._scopes: _Memo[ScopeKey, Scope] = _Memo(
             lambda key, scope: _weigh_scope(key) + 160 * len(scope.copies)
         )
@@ -288,6 +289,17 @@ class Planner:
             "/spec/imagePullSecrets", pod.pull_secrets_listed, pod.pull_secrets, wanted
         )
         added = [name for name in wanted if name not in pod.pull_secrets]
+        unneeded = [n for n in pod.pull_secrets if n in scope.copies and n not in wanted]
+        linked = self._linked_to(scope, pod.service_account) if unneeded else set()
+        for name in unneeded:
+            if name not in linked:
+                # Typically ours from an earlier call: a later webhook (a registry proxy
+                # rewriting docker.io/...) changed the image it was chosen for. Never removed
+                # (it may be someone else's choice too), but no longer what the pull needs.
+                notes.warn(
+                    f"{name} is a pull secret the policy manages, but no image of this pod needs "
+                    "it now (a later webhook may have rewritten the image it was added for)"
+                )
         return notes.findings(ops, added, _reason(added, wanted, images), images)
 
     def _ephemeral(
@@ -321,7 +333,7 @@ class Planner:
             return notes.findings((), (), "serviceaccount without a name: skipped")
         wanted: list[str] = []
         for rule_name in scope.ordered_rules:
-            rule = self.policy.rule(rule_name)
+            rule = self._rules[rule_name]
             if any(glob_match(pattern, name) for pattern in rule.service_accounts.names):
                 for ref in rule.secrets:
                     if self._usable(scope, rule, ref, notes):
@@ -338,6 +350,16 @@ class Planner:
         return notes.findings(ops, added, reason)
 
     # -- steps they share -----------------------------------------------------------------------
+
+    def _linked_to(self, scope: Scope, account: str) -> set[str]:
+        """Names the policy gives ``account`` (the ServiceAccount admission plugin copies an
+        account's pull secrets into its pods, whatever their images)."""
+        linked: set[str] = set()
+        for rule_name in scope.ordered_rules:
+            rule = self._rules[rule_name]
+            if any(glob_match(pattern, account) for pattern in rule.service_accounts.names):
+                linked.update(ref.target_name for ref in rule.secrets)
+        return linked
 
     def _decide_images(
         self,
