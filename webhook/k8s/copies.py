@@ -7,6 +7,7 @@ the controller, or the namespace owner — got there first, which is fine.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -15,7 +16,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from webhook.core.clusterview import ViewStore, target_from_object
+from webhook.core.conventions import WARNING_PREFIX
 from webhook.core.copies import CopiesEnsured, CopySpec, render_copy
+from webhook.core.messages import MAX_WARNING_LENGTH, shorten
 from webhook.metrics import Metrics
 
 __all__ = ["create_copies"]
@@ -59,7 +62,7 @@ def create_copies(
             elif exc.status in _REFUSALS:
                 outcome = f"http_{exc.status}"
                 refused.add(spec.name)
-                warnings.append(_refused(spec, f"{exc.status} {exc.reason}"))
+                warnings.append(_refused(spec, _api_message(exc)))
             else:
                 outcome = f"http_{exc.status}"
                 warnings.append(_warning(spec, f"API server said {exc.status} {exc.reason}"))
@@ -86,10 +89,24 @@ _REFUSALS = frozenset({400, 403, 404, 422})
 admission policy, quota exceeded, namespace gone or terminating, invalid)."""
 
 
+def _api_message(exc: ApiException) -> str:
+    """The API server's own reason (it names the quota or admission policy that refused)."""
+    try:
+        message = str(json.loads(exc.body or "").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    # "secrets \"x\" is forbidden: " repeats what the warning says; the rest names the rule
+    _, forbidden, rest = message.partition(" is forbidden: ")
+    message = rest if forbidden else message
+    text = f"{exc.status}: {message}" if message else f"{exc.status} {exc.reason}"
+    return shorten(text, 150)
+
+
 def _refused(spec: CopySpec, why: str) -> str:
-    return (
-        f"pullsecret-injector: the API server refused to create Secret {spec.name} in "
-        f"{spec.namespace} ({why}); not injected, so the pod names no missing Secret"
+    return shorten(
+        f"{WARNING_PREFIX}the API server refused Secret {spec.name} in {spec.namespace} "
+        f"({why}); not injected",
+        MAX_WARNING_LENGTH,
     )
 
 
