@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
     )
     controller.set_defaults(command=_controller)
     _register_secret(sub)
+    _register_cleanup(sub)
 
 
 def _controller(args: argparse.Namespace) -> int:
@@ -36,6 +37,56 @@ def _controller(args: argparse.Namespace) -> int:
     from webhook.settings import Settings  # noqa: PLC0415
 
     return run(Settings.from_env())
+
+
+# -- cleanup --------------------------------------------------------------------------------
+
+_CLEANUP_EPILOG = """\
+After `helm uninstall`: copies stay so that running pods can still pull. This removes what
+pullsecret-injector made, found by its managed-by label and the controller's Lease: every copy
+(never a Secret another copy names as its source), the ServiceAccount entries naming those
+copies (other entries stay, in order), the image-puller RoleBindings, the Lease and the
+certificate Secrets. Deletes carry the uid they were decided on; nothing else is touched.
+
+exit codes: 0 done (or nothing to do); 1 some action failed; 2 cannot read the cluster.
+"""
+
+
+def _register_cleanup(sub: Any) -> None:
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="remove every copy, ServiceAccount entry and RoleBinding we made (after uninstall)",
+        epilog=_CLEANUP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="print, change nothing")
+    cleanup.add_argument("--kubeconfig", help="kubeconfig file")
+    cleanup.add_argument("--context", help="kubeconfig context")
+    cleanup.set_defaults(command=_cleanup)
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from webhook.k8s.cleanup import CleanupError, apply_cleanup, read_cleanup  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, connect  # noqa: PLC0415
+
+    try:
+        cluster = connect(args.kubeconfig, args.context)
+        plan = read_cleanup(cluster.api)
+        for line in plan.kept:
+            print(line)
+        if args.dry_run:
+            for action in plan.actions:
+                print(f"{action} (dry run)")
+            return _EXIT_OK
+        lines = apply_cleanup(cluster.api, plan)
+    except (ApplyError, CleanupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    for line in lines:
+        print(line)
+    if not plan.actions:
+        print("nothing of pullsecret-injector's is left")
+    return _EXIT_FAILED if any(": failed" in line for line in lines) else _EXIT_OK
 
 
 # -- secret create ----------------------------------------------------------------------------
