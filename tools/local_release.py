@@ -145,6 +145,23 @@ class LocalRelease:
         )
         return result.stdout
 
+    def upgrade(self, values: dict[str, Any] | None = None, chart: Path | None = None) -> str:
+        """``helm upgrade`` to ``values`` (default: the same) and ``chart`` (default: ours)."""
+        if values is not None:
+            self.values = values
+        values_file = self.workdir / "values.yaml"
+        values_file.write_text(yaml.safe_dump(self.local_values()))
+        result = self.helm(
+            "upgrade",
+            self.name,
+            str(chart or REPO / "charts" / "pullsecret-injector"),
+            "--namespace",
+            self.namespace,
+            "-f",
+            str(values_file),
+        )
+        return result.stdout
+
     def uninstall(self) -> None:
         self.helm("uninstall", self.name, "--namespace", self.namespace, check=False)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kubernetes.client import RbacAuthorizationV1Api
+from kubernetes.client import AdmissionregistrationV1Api, RbacAuthorizationV1Api
 
 from webhook import logs
 from webhook.core.clusterview import ViewStore
@@ -53,6 +53,7 @@ class Controller:
     def __init__(self, settings: Settings, metrics: Metrics, api: Any, identity: str) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.api = api
         self.state = LiveState(settings, metrics, api, component="controller")
         self.elector = LeaseElector(
             api,
@@ -70,6 +71,7 @@ class Controller:
         self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="writer")
         self._stop = threading.Event()
         self._periodic_now = threading.Event()
+        self._configuration_watch: Watch | None = None
         self._reported: set[tuple[str, str, str]] = set()
         self.periodic: list[Callable[[], None]] = []
         """Run by the leader every ``cert_check_seconds`` (certificate management)."""
@@ -90,6 +92,8 @@ class Controller:
         self._periodic_now.set()
         self.state.changed.set()
         self.elector.stop(release=True)
+        if self._configuration_watch is not None:
+            self._configuration_watch.stop()
         for reflector in (self._accounts_reflector, self._bindings_reflector):
             if reflector is not None:
                 reflector.stop()
@@ -127,6 +131,26 @@ class Controller:
         """Work seen while following was skipped: reconcile and check certificates now."""
         self.state.changed.set()
         self._periodic_now.set()
+
+    def watch_webhook_configuration(self) -> None:
+        """Run the certificate task at once when our webhook configuration changes.
+
+        The chart never renders caBundle in self-managed mode (the controller owns it), so a
+        `helm upgrade` from a chart that did, or anyone's edit, may drop it: the API server
+        then cannot verify the webhook. Checking only every ``cert_check_seconds`` would leave
+        that gap open for a minute; this watch closes it in one pass.
+        """
+        if not self.settings.webhook_configuration:
+            return
+        self._configuration_watch = self.state.watches.watch(
+            "webhookconfiguration",
+            functools.partial(
+                AdmissionregistrationV1Api(self.api).list_mutating_webhook_configuration,
+                field_selector=f"metadata.name={self.settings.webhook_configuration}",
+            ),
+            lambda items: self._periodic_now.set(),
+            lambda kind, obj: self._periodic_now.set(),
+        ).start()
 
     def _periodic_loop(self) -> None:
         while not self._stop.is_set():
@@ -289,6 +313,7 @@ def run(settings: Settings) -> int:
     task = certificate_task(settings, api)
     if task is not None:
         controller.periodic.append(task)
+        controller.watch_webhook_configuration()
     done = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
