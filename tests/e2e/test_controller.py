@@ -216,3 +216,46 @@ def test_two_controllers_never_fight_and_one_takes_over(
     finally:
         second.stop()
         controller.start()
+
+
+def test_a_rotation_updates_copies_in_place_and_a_wrong_typed_copy_of_ours_is_recreated(
+    api: Api, controller: ControllerProcess, policy: Policy, namespaces: Callable[..., str]
+) -> None:
+    """The kubelet's KEP-2535 pulled-image records key on the Secret's uid: a rotation must
+    keep it. A Secret's type is immutable: a copy of ours with the wrong one is replaced."""
+    prefix = unique("uid")
+    api.apply_secret(pull_secret("uid-pull", SOURCE_NAMESPACE, {"uid.example.com": "before"}))
+    policy(
+        f"rules:\n  - {{name: uid, secrets: [uid-pull], namespaces: {{include: ['{prefix}-*']}}}}\n"
+    )
+    kept, retyped = namespaces(prefix), namespaces(prefix)
+    first = wait_until(lambda: copy_of(api, kept, "uid-pull"), "the copy", timeout=60)
+    wrong = wait_until(lambda: copy_of(api, retyped, "uid-pull"), "the other copy", timeout=60)
+    api.core.delete_namespaced_secret("uid-pull", retyped)
+    api.core.create_namespaced_secret(
+        retyped,
+        {
+            "metadata": {"name": "uid-pull", "labels": {MANAGED_BY: "pullsecret-injector"}},
+            "type": "Opaque",
+            "data": {"token": "ZmFrZQ=="},
+        },
+    )
+    rotated = pull_secret("uid-pull", SOURCE_NAMESPACE, {"uid.example.com": "after"})
+    api.apply_secret(rotated)
+    updated = wait_until(
+        lambda: (c := copy_of(api, kept, "uid-pull")) and c.get("data") == rotated["data"] and c,
+        "the rotated copy",
+        timeout=60,
+    )
+    assert updated["metadata"]["uid"] == first["metadata"]["uid"]  # type: ignore[index]
+    replaced = wait_until(
+        lambda: (
+            (c := copy_of(api, retyped, "uid-pull"))
+            and c.get("type") == "kubernetes.io/dockerconfigjson"
+            and c
+        ),
+        "the wrong-typed copy recreated",
+        timeout=60,
+    )
+    assert replaced["data"] == rotated["data"]  # type: ignore[index]
+    assert replaced["metadata"]["uid"] != wrong["metadata"]["uid"]  # type: ignore[index]
