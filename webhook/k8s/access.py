@@ -1,19 +1,32 @@
-"""Ask the API server what we may do (SelfSubjectAccessReview), before relying on it.
+"""Ask the API server what an identity may do, before relying on it.
 
-Used where a choice depends on RBAC rather than on the policy: whether a source namespace
-can be watched whole (a new source secret there then works at once) or only secret by
-secret. Any failure to ask counts as "no": the narrower choice always works where the wider
-one would, only less conveniently.
+* ``can_list_secrets``: our own process (SelfSubjectAccessReview), where a choice depends on
+  RBAC rather than on the policy: whether a source namespace can be watched whole (a new
+  source secret there then works at once) or only secret by secret. Any failure to ask counts
+  as "no": the narrower choice always works where the wider one would.
+* ``check_release``: ``validate-policy --cluster`` asks, for a policy file an operator is about
+  to apply, whether the running release's ServiceAccounts hold every permission it needs
+  (SubjectAccessReview, as the operator), and whether the chart's admission policy would let
+  the webhook write its copy names (a server-side dry-run create, impersonating the webhook:
+  admission policies are invisible to access reviews).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from kubernetes import client
 from kubernetes.client import AuthorizationV1Api
+from kubernetes.client.exceptions import ApiException
 
-__all__ = ["can_list_secrets"]
+from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from webhook.core.permissions import Component, Need, needs
+from webhook.core.policy import Policy
+
+__all__ = ["Identity", "Missing", "can_list_secrets", "check_release"]
 
 log = logging.getLogger("webhook.k8s.access")
 
@@ -40,3 +53,101 @@ def can_list_secrets(api: Any, namespace: str) -> bool:
         if not (answer.status and answer.status.allowed):
             return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A ServiceAccount the release runs a component as."""
+
+    component: Component
+    namespace: str
+    name: str
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """A permission the policy needs that the identity lacks (or a write that is refused)."""
+
+    need: Need
+    verbs: tuple[str, ...]
+    detail: str = ""
+
+    def __str__(self) -> str:
+        what = f"{'/'.join(self.verbs)} of {self.need.permission}"
+        why = f" ({self.detail})" if self.detail else ""
+        return f"the {self.need.component} may not {what}{why}; fix: {self.need.fix}"
+
+
+def check_release(api: Any, policy: Policy, identities: Sequence[Identity]) -> list[Missing]:
+    """Every permission ``policy`` needs that the release's identities do not hold."""
+    authorization = AuthorizationV1Api(api)
+    missing: list[Missing] = []
+    for identity in identities:
+        for need in needs(policy, identity.component):
+            refused = tuple(v for v in need.verbs if not _allowed(authorization, identity, need, v))
+            if refused:
+                missing.append(Missing(need, refused))
+            elif identity.component == "webhook" and need.resource == "secrets" and need.name:
+                detail = _dry_run_copy(api, identity, need.name)
+                if detail:
+                    missing.append(Missing(need, ("create",), detail))
+    return missing
+
+
+def _allowed(authorization: Any, identity: Identity, need: Need, verb: str) -> bool:
+    attributes = {"verb": verb, "resource": need.resource, "group": need.group}
+    if need.namespace:
+        attributes["namespace"] = need.namespace
+    if need.name:
+        attributes["name"] = need.name
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": identity.user,
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{identity.namespace}",
+                "system:authenticated",
+            ],
+            "resourceAttributes": attributes,
+        },
+    }
+    answer = authorization.create_subject_access_review(review, _request_timeout=10)
+    return bool(answer.status and answer.status.allowed)
+
+
+def _dry_run_copy(api: Any, identity: Identity, name: str) -> str:
+    """Why the API server would refuse the webhook a copy called ``name`` ("" if it would not):
+    the chart's ValidatingAdmissionPolicy allows only the copy names the chart rendered."""
+    impersonating = client.ApiClient(api.configuration)
+    impersonating.set_default_header("Impersonate-User", identity.user)
+    for group in ("system:serviceaccounts", f"system:serviceaccounts:{identity.namespace}"):
+        impersonating.set_default_header("Impersonate-Group", group)
+    copy = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+        "data": {".dockerconfigjson": "eyJhdXRocyI6e319"},  # {"auths":{}}
+    }
+    try:
+        client.CoreV1Api(impersonating).create_namespaced_secret(
+            identity.namespace, copy, dry_run="All", _request_timeout=10
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            return ""  # exists: the write itself was allowed
+        try:
+            import json  # noqa: PLC0415
+
+            return str(json.loads(exc.body or "").get("message") or exc.reason)
+        except ValueError:
+            return str(exc.reason)
+    finally:
+        impersonating.close()
+    return ""
