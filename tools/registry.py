@@ -16,6 +16,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import ssl
 import subprocess
@@ -44,6 +45,8 @@ __all__ = ["Registry", "RegistryError", "dockerconfigjson_secret", "make_image"]
 CERT_DAYS = 30
 READY_TIMEOUT = 30.0
 REALM = "pullsecret-e2e"
+#: One ``key=value`` or ``key="quoted value"`` field of the registry's logfmt lines.
+_LOGFMT_FIELD = re.compile(r'([\w.]+)=(?:"((?:[^"\\]|\\.)*)"|(\S*))')
 
 
 class RegistryError(RuntimeError):
@@ -294,6 +297,23 @@ class Registry:
         return result.stdout
 
     # -- probing ---------------------------------------------------------------------------
+
+    def log_records(self) -> list[dict[str, str]]:
+        """The registry's structured log lines as dicts (``msg``, ``auth.user.name``,
+        ``http.request.uri``, ``http.request.method``, ``err.message``...): which requests
+        reached it, as whom, and how they were answered. Access-log lines are skipped."""
+        records = []
+        with contextlib.suppress(OSError):
+            for line in self.log.read_text(errors="replace").splitlines():
+                if not line.startswith("time="):
+                    continue
+                records.append(
+                    {
+                        key: (quoted.replace('\\"', '"') or bare)
+                        for key, quoted, bare in _LOGFMT_FIELD.findall(line)
+                    }
+                )
+        return records
 
     def get(self, path: str, auth: tuple[str, str] | None = None, timeout: float = 5.0) -> int:
         """Status of ``GET path`` over TLS verified against our CA (``auth``: basic)."""
