@@ -5,6 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # The real-node harness (typed strictly; pyproject's mypy covers the package only).
 NODE_HARNESS := tools/node.py tools/nodeconfig.py tools/registry.py tools/cgroups.py tools/mountns.py \
+                tools/node_release.py tests/e2e/tokenservice.py \
                 tests/e2e/hoststate.py tests/harness/test_node_config.py
 BIN_DIRS = PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) \
            PULLSECRET_NODE_BIN_DIR=$$(tools/build-node.sh)
