@@ -88,10 +88,10 @@ class Controller:
         self._periodic_now.set()
         self.state.changed.set()
         self.elector.stop(release=True)
+        self.state.stop()  # its extra_watches are our two reflectors: stopped with the rest
         for reflector in (self._accounts_reflector, self._bindings_reflector):
             if reflector is not None:
-                reflector.stop()
-        self.state.stop()
+                reflector.stop(timeout=0)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def readiness(self) -> tuple[bool, str]:
