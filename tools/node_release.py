@@ -102,6 +102,8 @@ class NodeRelease:
     """Our image as pushed: ``<registry>/pullsecret-injector@sha256:...``."""
     helm: LocalRelease = field(init=False)
     """helm commands and the rendered manifest (no processes of its own are started)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds each phase of :meth:`start` and :meth:`stop` took (for the README's numbers)."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _binder: threading.Thread | None = field(default=None, repr=False)
     _bound: set[str] = field(default_factory=set, repr=False)
@@ -115,16 +117,20 @@ class NodeRelease:
         """Push our image, create the release namespace with its pull secret, install, and
         (``wait``) return once every pod of both components is Ready. On failure everything
         started so far is stopped and :class:`NodeReleaseError` says what was seen."""
+        began = time.monotonic()
         try:
             self.push_image()
+            self.timings["image pushed"] = time.monotonic() - began
             self._prepare_namespace()
             self.node.plane.start_workload_controllers()
             self._binder = threading.Thread(target=self._bind_loop, daemon=True)
             self._binder.start()
             self.helm.values = self.node_values()
             self.helm.install()
+            self.timings["installed"] = time.monotonic() - began
             if wait:
                 self.wait_ready(timeout=timeout)
+                self.timings["ready"] = time.monotonic() - began
         except Exception as exc:
             details = self.describe()
             with contextlib.suppress(Exception):
@@ -138,12 +144,22 @@ class NodeRelease:
             raise
 
     def stop(self) -> None:
-        """Uninstall, wait (bounded) until the kubelet has stopped the pods, delete the
-        namespace, stop binding and the workload controllers. Idempotent."""
-        self.helm.uninstall()
+        """Scale both components to zero and wait (bounded) until the kubelet has stopped
+        their pods, then uninstall, delete the namespace, stop binding and the workload
+        controllers. Idempotent.
+
+        Pods first, while their RBAC still exists: ``helm uninstall`` deletes the Roles
+        together with the Deployments, and a controller stopping without them can no longer
+        release its Lease (a 403, logged) — the next install's controller would wait it out.
+        """
+        began = time.monotonic()
         if self._kubelet_running():
-            with contextlib.suppress(NodeReleaseError):
+            with contextlib.suppress(Exception):
+                for component in COMPONENTS:
+                    self.scale(component, 0)
                 self._wait(lambda: not self._pods(None), "the release's pods gone", GONE_TIMEOUT)
+        self.timings["pods gone"] = time.monotonic() - began
+        self.helm.uninstall()
         with self.node.plane.api_client() as api:
             from kubernetes import client  # noqa: PLC0415 - only this needs the client
 
@@ -153,6 +169,7 @@ class NodeRelease:
         if self._binder is not None:
             self._binder.join(5)
         self.node.plane.stop_workload_controllers()
+        self.timings["stopped"] = time.monotonic() - began
 
     # -- values ----------------------------------------------------------------------------
 
