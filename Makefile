@@ -5,6 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # The real-node harness (typed strictly; pyproject's mypy covers the package only).
 NODE_HARNESS := tools/node.py tools/nodeconfig.py tools/registry.py tools/cgroups.py tools/mountns.py \
+                tools/node_release.py tools/demo.py tests/e2e/tokenservice.py \
                 tests/e2e/hoststate.py tests/harness/test_node_config.py
 BIN_DIRS = PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) \
            PULLSECRET_NODE_BIN_DIR=$$(tools/build-node.sh)
@@ -72,8 +73,9 @@ generate: venv
 test: venv tools node-tools lint
 	$(BIN_DIRS) $(PY) -m pytest -q
 
-demo: venv tools
-	PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) $(PY) -m tools.demo up
+# The demo runs the chart's pods on a real node from our image: it needs all three builds.
+demo: venv tools node-tools image
+	$(BIN_DIRS) $(PY) -m tools.demo up
 
 demo-down: venv
 	$(PY) -m tools.demo down

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROLLERS",
+    "WORKLOAD_CONTROLLERS",
     "ControlPlane",
     "ControlPlaneError",
     "Ports",
@@ -99,6 +100,12 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "validatingadmissionpolicy-status-controller",
 )
+#: Controllers that turn Deployments into ReplicaSets into Pods. Not in :data:`CONTROLLERS`:
+#: without a node such pods would only pile up Pending. A test or the demo that has a node
+#: (tools/node.py) runs them in a second kube-controller-manager for as long as it needs them
+#: (:meth:`ControlPlane.start_workload_controllers`).
+WORKLOAD_CONTROLLERS = ("deployment-controller", "replicaset-controller")
+WORKLOAD_CONTROLLER_MANAGER = "kube-controller-manager-workloads"
 SERVICE_CIDR = "10.0.0.0/24"  # bookkeeping only: nothing ever routes to it
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CERT_DAYS = 30
@@ -539,6 +546,35 @@ class ControlPlane:
         self.processes.insert(index, restarted)
         self._save_state()
 
+    def start_workload_controllers(self) -> None:
+        """Run :data:`WORKLOAD_CONTROLLERS` (Deployments → ReplicaSets → Pods) in a second
+        kube-controller-manager, until :meth:`stop_workload_controllers` or :meth:`stop`.
+
+        For a control plane with a node: the chart's Deployments then make real pods. There
+        is still no scheduler; whoever starts this binds the pods (tools/node_release.py).
+        Idempotent; returns once the process runs (it needs no further readiness: the
+        controllers act on their first list).
+        """
+        if any(r.name == WORKLOAD_CONTROLLER_MANAGER and is_running(r) for r in self.processes):
+            return
+        self.processes = [r for r in self.processes if r.name != WORKLOAD_CONTROLLER_MANAGER]
+        etcd = next(r for r in self.processes if r.name == "etcd")
+        detach = is_running(etcd) and os.getsid(etcd.pid) != os.getsid(0)
+        self._start_controller_manager(
+            detach, WORKLOAD_CONTROLLERS, WORKLOAD_CONTROLLER_MANAGER, free_port()
+        )
+
+    def stop_workload_controllers(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the process :meth:`start_workload_controllers` started. Idempotent."""
+        for record in [r for r in self.processes if r.name == WORKLOAD_CONTROLLER_MANAGER]:
+            terminate(record, timeout)
+            child = self._children.pop(record.pid, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=1)
+            self.processes.remove(record)
+        self._save_state()
+
     # -- PKI and kubeconfigs ----------------------------------------------------------------
 
     def _write_pki(self) -> None:
@@ -621,11 +657,17 @@ class ControlPlane:
 
     # -- starting the components --------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str], detach: bool) -> ProcessRecord:
+    def _spawn(
+        self, name: str, args: list[str], detach: bool, program: str | None = None
+    ) -> ProcessRecord:
         log = self.logs_dir / f"{name}.log"
         log.unlink(missing_ok=True)  # one log per run: spawn() appends
         child, record = spawn(
-            name, [str(self.bin_dir / name), *args], log=log, cwd=self.workdir, detach=detach
+            name,
+            [str(self.bin_dir / (program or name)), *args],
+            log=log,
+            cwd=self.workdir,
+            detach=detach,
         )
         self.processes.append(record)
         self._children[child.pid] = child
@@ -699,10 +741,16 @@ class ControlPlane:
             APISERVER_TIMEOUT,
         )
 
-    def _start_controller_manager(self, detach: bool) -> None:
+    def _start_controller_manager(
+        self,
+        detach: bool,
+        controllers: Sequence[str] = CONTROLLERS,
+        name: str = "kube-controller-manager",
+        port: int | None = None,
+    ) -> ProcessRecord:
         kubeconfig = self.controller_manager_kubeconfig
-        self._spawn(
-            "kube-controller-manager",
+        return self._spawn(
+            name,
             [
                 f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}",
@@ -711,7 +759,7 @@ class ControlPlane:
                 # extension-apiserver-authentication avoids an endless "missing content for CA
                 # bundle requestheader-client-ca-file" error loop (we run no front proxy).
                 "--authentication-skip-lookup=true",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(controllers)}",
                 # Each controller acts as its own ServiceAccount, as in kubeadm clusters, so a
                 # webhook sees real controller identities in userInfo.
                 "--use-service-account-credentials=true",
@@ -719,11 +767,12 @@ class ControlPlane:
                 f"--root-ca-file={self.pki_dir / 'ca.crt'}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports.controller_manager}",
-                f"--cert-dir={self.workdir / 'kube-controller-manager-certs'}",
+                f"--secure-port={port or self.ports.controller_manager}",
+                f"--cert-dir={self.workdir / f'{name}-certs'}",
                 "--v=1",
             ],
             detach,
+            program="kube-controller-manager",
         )
 
     def _save_state(self) -> None:

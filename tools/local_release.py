@@ -38,7 +38,7 @@ import yaml
 from certs.files import write_atomic
 from tools.controlplane import REPO, ControlPlane, free_port
 
-__all__ = ["LocalRelease", "RunningPod"]
+__all__ = ["LocalRelease", "RunningPod", "merge_values"]
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -127,7 +127,7 @@ class LocalRelease:
             "webhook": {"port": self.port, "healthPort": self.health_port},
             "controller": {"metricsPort": self.metrics_port},
         }
-        return _merge(self.values, overrides)
+        return merge_values(self.values, overrides)
 
     def install(self) -> str:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -311,11 +311,12 @@ def _map_path(value: str, mounts: Mapping[str, Path]) -> str:
     return value
 
 
-def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's way of layering values: mappings merge key by key, anything else replaces."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_values(merged[key], value)
         else:
             merged[key] = value
     return merged

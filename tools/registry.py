@@ -16,6 +16,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import ssl
 import subprocess
@@ -44,6 +45,8 @@ __all__ = ["Registry", "RegistryError", "dockerconfigjson_secret", "make_image"]
 CERT_DAYS = 30
 READY_TIMEOUT = 30.0
 REALM = "pullsecret-e2e"
+#: One ``key=value`` or ``key="quoted value"`` field of the registry's logfmt lines.
+_LOGFMT_FIELD = re.compile(r'([\w.]+)=(?:"((?:[^"\\]|\\.)*)"|(\S*))')
 
 
 class RegistryError(RuntimeError):
@@ -102,6 +105,9 @@ class Registry:
     users: dict[str, str] = field(default_factory=dict, repr=False)
     """User → password (made up). Changed only through :meth:`set_password`."""
     record: ProcessRecord | None = None
+    token_auth: dict[str, str] | None = None
+    """distribution's ``auth.token`` options (realm, service, issuer, rootcertbundle): the
+    registry sends clients to that token service instead of checking htpasswd itself."""
     _child: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # -- layout ----------------------------------------------------------------------------
@@ -115,6 +121,12 @@ class Registry:
     @property
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "ca.crt"
+
+    @property
+    def tls_files(self) -> tuple[Path, Path]:
+        """The serving certificate and key (for 127.0.0.1 and localhost, any port), signed by
+        :attr:`ca_file`; written by :meth:`write_pki`."""
+        return self.workdir / "pki" / "registry.crt", self.workdir / "pki" / "registry.key"
 
     @property
     def htpasswd(self) -> Path:
@@ -131,8 +143,7 @@ class Registry:
         answers ``/v2/`` over verified TLS with 401 (auth required)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        if not self.ca_file.exists():
-            self._write_pki()
+        self.write_pki()
         if not self.users:
             self.users[user] = secrets.token_urlsafe(18)
         self._write_htpasswd()
@@ -146,13 +157,14 @@ class Registry:
             },
             "http": {
                 "addr": self.host,
-                "tls": {
-                    "certificate": str(self.workdir / "pki" / "registry.crt"),
-                    "key": str(self.workdir / "pki" / "registry.key"),
-                },
+                "tls": {"certificate": str(self.tls_files[0]), "key": str(self.tls_files[1])},
             },
             # Re-read when the file's mtime changes: set_password() needs no restart.
-            "auth": {"htpasswd": {"realm": REALM, "path": str(self.htpasswd)}},
+            "auth": (
+                {"token": dict(self.token_auth)}
+                if self.token_auth
+                else {"htpasswd": {"realm": REALM, "path": str(self.htpasswd)}}
+            ),
         }
         config_file = self.workdir / "config.yml"
         write_atomic(config_file, yaml.safe_dump(config).encode(), 0o600)
@@ -173,13 +185,18 @@ class Registry:
             raise RegistryError(str(exc)) from exc
         self._wait_ready()
 
-    def _write_pki(self) -> None:
+    def write_pki(self) -> None:
+        """Our CA and a serving certificate, unless already written (before :meth:`start`
+        when something else must serve with the registry's certificate: a token service)."""
+        if self.ca_file.exists():
+            return
         now = datetime.now(UTC)
         ca = pki.new_ca("pullsecret-e2e-registry-ca", now, CERT_DAYS)
         leaf = pki.issue(ca, "registry", now=now, days=CERT_DAYS, hosts=["127.0.0.1", "localhost"])
         write_atomic(self.ca_file, ca.cert_pem, 0o644)
-        write_atomic(self.workdir / "pki" / "registry.crt", leaf.cert_pem, 0o644)
-        write_atomic(self.workdir / "pki" / "registry.key", leaf.key_pem, 0o600)
+        cert, key = self.tls_files
+        write_atomic(cert, leaf.cert_pem, 0o644)
+        write_atomic(key, leaf.key_pem, 0o600)
 
     def _write_htpasswd(self) -> None:
         lines = [
@@ -294,6 +311,23 @@ class Registry:
         return result.stdout
 
     # -- probing ---------------------------------------------------------------------------
+
+    def log_records(self) -> list[dict[str, str]]:
+        """The registry's structured log lines as dicts (``msg``, ``auth.user.name``,
+        ``http.request.uri``, ``http.request.method``, ``err.message``...): which requests
+        reached it, as whom, and how they were answered. Access-log lines are skipped."""
+        records = []
+        with contextlib.suppress(OSError):
+            for line in self.log.read_text(errors="replace").splitlines():
+                if not line.startswith("time="):
+                    continue
+                records.append(
+                    {
+                        key: (quoted.replace('\\"', '"') or bare)
+                        for key, quoted, bare in _LOGFMT_FIELD.findall(line)
+                    }
+                )
+        return records
 
     def get(self, path: str, auth: tuple[str, str] | None = None, timeout: float = 5.0) -> int:
         """Status of ``GET path`` over TLS verified against our CA (``auth``: basic)."""

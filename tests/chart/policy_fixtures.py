@@ -82,6 +82,8 @@ def _candidates() -> Iterator[tuple[str, Any]]:
             yield str(path.relative_to(REPO)), document
     for module in _modules():
         yield from _walk_module(module)
+    demo = importlib.import_module("tools.demo")
+    yield "tools.demo", _with_header(demo.policy("127.0.0.1:5000"))  # built per run
 
 
 def _readme() -> Iterator[tuple[str, Any]]:

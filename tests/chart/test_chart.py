@@ -289,6 +289,16 @@ def controller_container(path: str, value: Any) -> Equal:
 
 CASES = [
     Case(
+        "hostNetwork puts both components on the node's network and keeps cluster DNS",
+        set={"webhook": {"hostNetwork": True}, "controller": {"hostNetwork": True}},
+        asserts=(
+            webhook_pod("hostNetwork", True),
+            webhook_pod("dnsPolicy", "ClusterFirstWithHostNet"),
+            controller_pod("hostNetwork", True),
+            controller_pod("dnsPolicy", "ClusterFirstWithHostNet"),
+        ),
+    ),
+    Case(
         "default install excludes the release namespace and Kubernetes' own namespaces",
         asserts=(
             hook(

@@ -125,6 +125,7 @@ def _read(path: Path) -> str:
 
 def _processes(bin_dirs: Sequence[Path], ignored: set[int]) -> frozenset[str]:
     me = os.getpid()
+    own_session = os.getsid(0)
     roots = [str(d.resolve()) + "/" for d in bin_dirs]
     tree_pids = _pids_in_node_trees()
     found = set()
@@ -137,8 +138,12 @@ def _processes(bin_dirs: Sequence[Path], ignored: set[int]) -> frozenset[str]:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == me or pid in tree_pids or any(exe.startswith(r) for r in roots):
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ppid, session = int(fields[1]), int(fields[4])
+        # Binaries from the shared cache run in other sessions too (another suite's control
+        # plane on the same machine): only ours count.
+        ours = session == own_session and any(exe.startswith(r) for r in roots)
+        if ppid == me or pid in tree_pids or ours:
             found.add(f"{pid} {exe}")
     return frozenset(found)
 

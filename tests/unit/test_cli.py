@@ -220,6 +220,25 @@ def test_explain_text_names_the_rule_pattern_repository_secret_and_patch(files: 
     assert "warnings:" not in result.stdout
 
 
+def test_explain_says_the_kubelet_tries_several_keys_in_order(tmp_path: Path) -> None:
+    """Keys ``quay.io/team`` and ``quay.io`` both apply to ``quay.io/team/app``: the kubelet
+    tries the longer one first and the next only if the registry refuses it."""
+    write(tmp_path, "policy.yaml", POLICY.replace("registries: [registry.example.com]", ""))
+    write(tmp_path, "secret.yaml", pull_secret("corp-pull", PS, ["quay.io/team", "quay.io"]))
+    write(tmp_path, "pod.yaml", pod(["quay.io/team/app", "quay.io/other/app"]))
+
+    result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
+                 cwd=tmp_path)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert (
+        "  kubelet would try auths keys, in this order, the next only if the registry refuses "
+        "one: quay.io/team, quay.io"
+    ) in lines
+    assert "  kubelet would try auths keys: quay.io" in lines
+
+
 def test_explain_json_has_the_decision_and_its_patch_applies(files: Path) -> None:
     result = run("explain", "pod.yaml", "--policy", "policy.yaml", "--secret", "secret.yaml",
                  "--output", "json", cwd=files)  # fmt: skip

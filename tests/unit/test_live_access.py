@@ -43,7 +43,11 @@ class StandInWatch:
         return self
 
     def stop(self, timeout: float = 0) -> None:
-        del timeout
+        STOPS.append((self.name, timeout))
+
+
+STOPS: list[tuple[str, float]] = []
+"""``(watch, timeout)`` of every ``stop`` call, in order."""
 
 
 def live(can_list: bool) -> tuple[LiveState, dict[str, StandInWatch], Metrics]:
@@ -113,3 +117,22 @@ def test_a_refused_source_watch_is_reported_with_the_permission_and_the_fix() ->
     assert state.report_access() == []
     assert metrics.registry.get_sample_value(gauge, labels) == 0
     assert plan(policy, request, state.store).ops, "the same pod now gets its secret"
+
+
+def test_stopping_signals_every_watch_before_waiting_for_any() -> None:
+    """A watch whose request is still open ends only at its deadline: signalled one by one,
+    five watches made a controller's shutdown outlast its 30 s grace period on a real node
+    (tests/e2e/test_chart_on_node.py). All are told first; then one deadline is shared."""
+    state, watches, _ = live(can_list=False)
+    assert state.apply_policy_text(NEW, "1")
+    STOPS.clear()
+
+    state.watches.stop(timeout=5.0)
+
+    assert len(watches) >= 4
+    signalled = [timeout for _, timeout in STOPS[: len(watches)]]
+    waited = [timeout for _, timeout in STOPS[len(watches) :]]
+    assert signalled == [0] * len(watches), STOPS
+    assert {name for name, _ in STOPS} == set(watches)
+    assert len(waited) == len(watches)
+    assert all(0 <= t <= 5.0 for t in waited)

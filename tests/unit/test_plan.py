@@ -60,6 +60,7 @@ SOURCES: tuple[dict[str, Any], ...] = (
     pull_secret("hub-pull", PS, ["https://index.docker.io/v1/"]),
     pull_secret("mirror-pull", PS, ["docker.io"]),
     pull_secret("quay-pull", PS, ["quay.io"]),
+    pull_secret("team-pull", PS, ["quay.io/team", "quay.io"]),
     pull_secret("ecr-pull", PS, ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]),
     dockercfg_secret("legacy-pull", PS, ["legacy.example.com"]),
     raw_secret("opaque", PS, secret_type="Opaque", data={"token": b64("fake-token")}),
@@ -350,6 +351,22 @@ POD_CASES = [
         warnings=[
             "rule team: corp-pull holds no auths key the kubelet uses for quay.io/team/app; "
             "the pull may fail or go anonymous"
+        ],
+    ),
+    case(
+        "an auths key ending inside a path segment still applies, first: we say so and how "
+        "the kubelet goes on",
+        rules="  - {name: teams, secrets: [team-pull]}\n",
+        obj=pod(["quay.io/teamx/app", "quay.io/team/app", "quay.io/other/app"]),
+        expected=pod(
+            ["quay.io/teamx/app", "quay.io/team/app", "quay.io/other/app"],
+            pull_secrets=["team-pull"],
+        ),
+        copies=[("team-a", "team-pull", "pull-secrets/team-pull")],
+        warnings=[
+            "quay.io/teamx/app: auths key quay.io/team applies too (the kubelet matches paths "
+            "as string prefixes); the kubelet tries quay.io/team, quay.io in this order, the "
+            "next only if the registry refuses one"
         ],
     ),
     case(
@@ -1323,6 +1340,7 @@ def test_every_secret_fixture_decodes_as_intended() -> None:
         "hub-pull",
         "mirror-pull",
         "quay-pull",
+        "team-pull",
         "ecr-pull",
         "legacy-pull",
     }

@@ -400,7 +400,13 @@ def render_text(explanation: Explanation) -> str:
         if image.secrets:
             lines.append(f"  secrets: {', '.join(image.secrets)}")
             keys = ", ".join(image.kubelet_keys) or "none"
-            lines.append(f"  kubelet would try auths keys: {keys}")
+            if len(image.kubelet_keys) > 1:
+                lines.append(
+                    "  kubelet would try auths keys, in this order, the next only if the "
+                    f"registry refuses one: {keys}"
+                )
+            else:
+                lines.append(f"  kubelet would try auths keys: {keys}")
     if explanation.kind == "ServiceAccount":
         lines.append(
             "serviceaccount rules: " + (", ".join(i.rule for i in decided.injections) or "none")

@@ -36,7 +36,7 @@ from webhook.core.internal_registry import ungranted_pull
 from webhook.core.matcher import RuleIndex, RuleMatch
 from webhook.core.messages import MAX_WARNING_LENGTH, add_warning, denial, shorten
 from webhook.core.policy import Policy, Rule, SecretRef
-from webhook.core.registry import Keyring, glob_match
+from webhook.core.registry import Keyring, glob_match, normalize_key
 from webhook.core.review import AdmissionRequest, JsonPatchOp
 
 __all__ = [
@@ -448,6 +448,13 @@ class Planner:
                 continue
             used = tuple(dict.fromkeys(keyring.lookup(decision.repository)))
             checked.append(replace(decision, kubelet_keys=used))
+            crossing = [k for k in used if _crosses_path_segment(k, decision.repository)]
+            if crossing:
+                notes.warn(
+                    f"{shorten(decision.repository)}: auths key {crossing[0]} applies too (the "
+                    "kubelet matches paths as string prefixes); the kubelet tries "
+                    f"{', '.join(used)} in this order, the next only if the registry refuses one"
+                )
             for rule_match in decision.matches:
                 rule_secrets = [s.target_name for s in rule_match.rule.secrets]
                 rule_keys = {k for s in rule_secrets for k in keys_by_secret.get(s, ())}
@@ -531,6 +538,17 @@ class Planner:
             return Keyring(k for ks in keys.values() for k in ks), keys
 
         return self._keyrings.get((scope.key, secrets), build)
+
+
+def _crosses_path_segment(key: str, repository: str) -> bool:
+    """Does auths ``key`` (normalised) cover ``repository`` only as a string prefix, ending
+    inside a path segment (``host/team`` for ``host/teamx/app``)? Nobody writes that on
+    purpose, and the kubelet still sends the key's credentials, first."""
+    _, slash, key_path = (normalize_key(key) or "").partition("/")
+    repository_path = repository.partition("/")[2]
+    return bool(slash and key_path) and not (
+        repository_path == key_path or repository_path.startswith(key_path.rstrip("/") + "/")
+    )
 
 
 class PlannerSlot:

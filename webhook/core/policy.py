@@ -121,7 +121,8 @@ class Rule:
     name: str
     """Unique rule name; appears in logs, metrics and warnings."""
     secrets: tuple[SecretRef, ...]
-    """Injected together: a registry that delegates auth to another host needs both."""
+    """Injected together: several credentials for one registry (the kubelet tries each key in
+    its order until the registry accepts one)."""
     registries: tuple[str, ...] = ()
     """Kubelet key syntax patterns. Empty: match with the secrets' own ``auths`` keys."""
     namespaces: NamespaceScope = field(default_factory=NamespaceScope)

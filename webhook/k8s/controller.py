@@ -92,12 +92,10 @@ class Controller:
         self._periodic_now.set()
         self.state.changed.set()
         self.elector.stop(release=True)
-        if self._configuration_watch is not None:
-            self._configuration_watch.stop()
+        self.state.stop()  # its extra_watches are ours: stopped with the rest, one deadline
         for reflector in (self._accounts_reflector, self._bindings_reflector):
             if reflector is not None:
-                reflector.stop()
-        self.state.stop()
+                reflector.stop(timeout=0)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def readiness(self) -> tuple[bool, str]:
@@ -151,6 +149,7 @@ class Controller:
             lambda items: self._periodic_now.set(),
             lambda kind, obj: self._periodic_now.set(),
         ).start()
+        self.state.extra_watches.append(self._configuration_watch)
 
     def _periodic_loop(self) -> None:
         while not self._stop.is_set():
@@ -251,7 +250,9 @@ class Controller:
             self._accounts_reflector = None
             self.accounts = {}
         self.state.extra_watches = [
-            w for w in (self._accounts_reflector, self._bindings_reflector) if w is not None
+            w
+            for w in (self._accounts_reflector, self._bindings_reflector, self._configuration_watch)
+            if w is not None
         ]
 
     def _replace_accounts(self, items: list[dict[str, Any]]) -> None:

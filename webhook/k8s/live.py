@@ -26,7 +26,7 @@ from webhook.core.policy import Policy
 from webhook.k8s import access
 from webhook.k8s import client as k8s_client
 from webhook.k8s.policysource import PolicySource
-from webhook.k8s.reflector import Reflector, ReflectorFactory, Watch
+from webhook.k8s.reflector import Reflector, ReflectorFactory, Watch, stop_all
 from webhook.k8s.watches import WatchSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -93,9 +93,11 @@ class LiveState:
         return self
 
     def stop(self) -> None:
+        """Every watch (policy, cluster view, the component's own) at once, one deadline."""
         self.stopped.set()
-        self.source.stop()
-        self.watches.stop()
+        policy = [self.source.watch] if self.source.watch is not None else []
+        stop_all([*policy, *self.watches.all(), *self.extra_watches])
+        self.source.stop(timeout=0)
 
     def on_policy(self, listener: PolicyListener) -> None:
         self._listeners.append(listener)

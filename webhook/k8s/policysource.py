@@ -75,10 +75,10 @@ class PolicySource:
         else:
             self.error = "neither PSI_POLICY_CONFIGMAP nor PSI_POLICY_FILE is set"
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self.watch is not None:
-            self.watch.stop()
+            self.watch.stop(timeout=timeout)
 
     def apply_text(self, text: str, version: str, involved: Mapping[str, Any] | None) -> bool:
         """Parse and, if valid, hand the policy to ``accept``. Returns whether it was valid."""

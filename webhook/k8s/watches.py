@@ -31,7 +31,14 @@ from webhook.core.permissions import (
     source_secret_need,
 )
 from webhook.core.policy import Policy
-from webhook.k8s.reflector import ListCall, OnEvent, OnReplace, ReflectorFactory, Watch
+from webhook.k8s.reflector import (
+    ListCall,
+    OnEvent,
+    OnReplace,
+    ReflectorFactory,
+    Watch,
+    stop_all,
+)
 from webhook.metrics import Metrics
 
 __all__ = ["NeedFor", "WatchSet"]
@@ -76,9 +83,9 @@ class WatchSet:
             "namespaces", self.core.list_namespace, self._replace_namespaces, self._namespace_event
         ).start()
 
-    def stop(self) -> None:
-        for watch in self.all():
-            watch.stop()
+    def stop(self, timeout: float = 5.0) -> None:
+        """All watches at once, under one deadline (:func:`stop_all`)."""
+        stop_all(self.all(), timeout)
 
     def watch(
         self,
