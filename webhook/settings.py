@@ -104,6 +104,12 @@ class Settings:
     """A leader that stops renewing loses the Lease after this long."""
     resync_seconds: int = 300
     """Full reconcile of every namespace this often, on top of event-driven work."""
+    controller_qps: float = 20.0
+    """Client-side bound on the controller's API requests per second (client-go's token
+    bucket, controller-runtime's default 20): a resync of many namespaces is spread out
+    instead of flooding the API server and its fairness queues."""
+    controller_burst: int = 30
+    """Requests the controller may send at once before ``controller_qps`` applies."""
     cert_mode: str = "provided"
     """``self-managed`` (controller keeps CA + cert in ``cert_secret`` and the caBundle),
     ``cert-manager`` or ``provided`` (both: the controller leaves certificates alone)."""

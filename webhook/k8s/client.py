@@ -6,9 +6,10 @@ from typing import Any
 
 from kubernetes import client, config
 
+from webhook.k8s.ratelimit import TokenBucket, rate_limit
 from webhook.settings import Settings
 
-__all__ = ["api_client", "core_api"]
+__all__ = ["api_client", "controller_api_client", "core_api"]
 
 
 def api_client(settings: Settings) -> Any:
@@ -18,6 +19,17 @@ def api_client(settings: Settings) -> Any:
     configuration = client.Configuration()
     config.load_incluster_config(client_configuration=configuration)
     return client.ApiClient(configuration)
+
+
+def controller_api_client(settings: Settings) -> Any:
+    """The controller's client: bounded to ``controller_qps``/``controller_burst``.
+
+    Only the controller is bounded: its resyncs are bulk work that may take longer, while the
+    webhook's requests sit on the admission path of one pod each and are already bounded by
+    the pods being created.
+    """
+    bucket = TokenBucket(settings.controller_qps, settings.controller_burst)
+    return rate_limit(api_client(settings), bucket)
 
 
 def core_api(api: Any) -> Any:

@@ -62,6 +62,10 @@ are rejected at startup); the e2e harness starts processes with exactly this env
   value: {{ .Values.controller.leaseDurationSeconds | quote }}
 - name: PSI_RESYNC_SECONDS
   value: {{ .Values.controller.resyncSeconds | quote }}
+- name: PSI_CONTROLLER_QPS
+  value: {{ .Values.controller.qps | toString | quote }}
+- name: PSI_CONTROLLER_BURST
+  value: {{ .Values.controller.burst | quote }}
 - name: PSI_CERT_MODE
   value: {{ .Values.certificates.mode | quote }}
 - name: PSI_CERT_SECRET
