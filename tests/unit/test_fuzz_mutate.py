@@ -46,6 +46,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from webhook.app import create_app
 from webhook.core.clusterview import ClusterStore, source_from_object
 from webhook.core.policy import load_policy
+from webhook.core.review import parse_body
 from webhook.http.admission import INTERNAL_ERROR_WARNING
 from webhook.http.backend import StaticBackend
 from webhook.logs import JsonFormatter
@@ -640,10 +641,10 @@ EVERYTHING = st.one_of(
 
 
 def _parse(body: bytes) -> tuple[bool, Any]:
-    """(parsed, document) the way the webhook parses: json.loads on the raw bytes."""
+    """(parsed, document) the way the webhook parses: its codec on the raw bytes."""
     try:
-        return True, json.loads(body)
-    except (ValueError, RecursionError):
+        return True, parse_body(body)
+    except ValueError:
         return False, None
 
 

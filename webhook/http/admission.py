@@ -9,7 +9,6 @@ because our bug must not stop a pod.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -17,7 +16,16 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from webhook.core.plan import Plan, Planner, drop_names
-from webhook.core.review import AdmissionRequest, BadReview, allow, decode_request, deny, read_uid
+from webhook.core.review import (
+    AdmissionRequest,
+    BadReview,
+    allow,
+    decode_request,
+    deny,
+    encode,
+    parse_body,
+    read_uid,
+)
 from webhook.http.backend import AdmissionBackend
 from webhook.metrics import Metrics
 
@@ -46,11 +54,11 @@ def mutate() -> Response:
         return _error(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
     body = request.get_data(cache=False)
     status, document = review(backend, metrics, body)
-    return Response(json.dumps(document), status=status, mimetype="application/json")
+    return Response(encode(document), status=status, mimetype="application/json")
 
 
 def _error(status: int, message: str) -> Response:
-    return Response(json.dumps({"error": message}), status=status, mimetype="application/json")
+    return Response(encode({"error": message}), status=status, mimetype="application/json")
 
 
 def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[int, Any]:
@@ -59,8 +67,8 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
     if not body:
         return 400, {"error": "empty body: expected an AdmissionReview"}
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        document = parse_body(body)
+    except ValueError as exc:
         return 400, {"error": f"body is not valid JSON: {str(exc)[:200]}"}
     try:
         request_ = decode_request(document)
@@ -82,7 +90,7 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
         warnings = list(decided.warnings)
         if decided.deny:
             result = "denied"
-            metrics.warnings.labels(kind).inc(len(warnings))
+            _count_warnings(metrics, kind, warnings)
             _log_decision(request_, decided, result, started)
             return 200, deny(uid, decided.deny, warnings)
         ops, refused = decided.ops, frozenset[str]()
@@ -96,7 +104,7 @@ def review(backend: AdmissionBackend, metrics: Metrics, body: bytes) -> tuple[in
         result = "patched" if ops else "unchanged"
         for injection in (i for i in decided.injections if i.secret not in refused):
             metrics.injections.labels(injection.rule, injection.registry, kind).inc()
-        metrics.warnings.labels(kind).inc(len(warnings))
+        _count_warnings(metrics, kind, warnings)
         _log_decision(request_, decided, result, started)
         return 200, allow(uid, ops, warnings)
     except Exception:
@@ -117,6 +125,12 @@ def _decide(backend: AdmissionBackend, planner: Planner, request_: AdmissionRequ
     if not decided.namespace_known and backend.refresh_namespace(decided.namespace):
         decided = planner.plan(request_)
     return decided
+
+
+def _count_warnings(metrics: Metrics, kind: str, warnings: list[str]) -> None:
+    # Most reviews carry none; a zero increment would still write the multiprocess file.
+    if warnings:
+        metrics.warnings.labels(kind).inc(len(warnings))
 
 
 def _log_decision(request_: AdmissionRequest, decided: Plan, result: str, started: float) -> None:
