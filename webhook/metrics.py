@@ -142,6 +142,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.client_requests = Counter(
+            "client_requests",
+            "Requests this process sent to the API server (the controller's, which a "
+            "client-side bound of controller_qps/controller_burst paces).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.client_rate_limited_seconds = Counter(
+            "client_rate_limited_seconds",
+            "Time requests waited for the client-side bound: steadily rising means the "
+            "controller has more work than its qps allows (a resync of many namespaces).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.watch_restarts = Counter(
             "watch_restarts",
             "Watches re-opened after an error or expiry.",

@@ -10,6 +10,7 @@ import pytest
 
 from webhook.k8s.client import controller_api_client
 from webhook.k8s.ratelimit import TokenBucket, rate_limit
+from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 
@@ -93,7 +94,8 @@ def test_every_request_of_the_client_takes_a_token_first() -> None:
         return "response"
 
     api = SimpleNamespace(rest_client=SimpleNamespace(request=request))
-    rate_limit(api, bucket(qps=2, burst=1, clock=clock))
+    waits: list[float] = []
+    rate_limit(api, bucket(qps=2, burst=1, clock=clock), waits.append)
     assert api.rest_client.request("GET", "/api/v1/namespaces") == "response"
     api.rest_client.request("GET", "/api/v1/secrets", query_params=[("watch", "true")])
     api.rest_client.request("POST", "/api/v1/namespaces/a/secrets")
@@ -102,6 +104,7 @@ def test_every_request_of_the_client_takes_a_token_first() -> None:
         "GET /api/v1/secrets at 0.50",
         "POST /api/v1/namespaces/a/secrets at 1.00",
     ]
+    assert waits == [0.0, 0.5, 0.5]
 
 
 def test_the_controller_client_is_bounded_by_its_settings(tmp_path: Any) -> None:
@@ -113,7 +116,7 @@ def test_the_controller_client_is_bounded_by_its_settings(tmp_path: Any) -> None
         "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
     )
     settings = Settings(kubeconfig=str(kubeconfig), controller_qps=7.5, controller_burst=3)
-    api = controller_api_client(settings)
+    api = controller_api_client(settings, Metrics())
     closure = api.rest_client.request.__closure__
     buckets = [c.cell_contents for c in closure if isinstance(c.cell_contents, TokenBucket)]
     assert [(b.qps, b.burst) for b in buckets] == [(7.5, 3)]

@@ -7,6 +7,7 @@ from typing import Any
 from kubernetes import client, config
 
 from webhook.k8s.ratelimit import TokenBucket, rate_limit
+from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 __all__ = ["api_client", "controller_api_client", "core_api"]
@@ -21,7 +22,7 @@ def api_client(settings: Settings) -> Any:
     return client.ApiClient(configuration)
 
 
-def controller_api_client(settings: Settings) -> Any:
+def controller_api_client(settings: Settings, metrics: Metrics) -> Any:
     """The controller's client: bounded to ``controller_qps``/``controller_burst``.
 
     Only the controller is bounded: its resyncs are bulk work that may take longer, while the
@@ -29,7 +30,13 @@ def controller_api_client(settings: Settings) -> Any:
     the pods being created.
     """
     bucket = TokenBucket(settings.controller_qps, settings.controller_burst)
-    return rate_limit(api_client(settings), bucket)
+
+    def count(waited: float) -> None:
+        metrics.client_requests.inc()
+        if waited:
+            metrics.client_rate_limited_seconds.inc(waited)
+
+    return rate_limit(api_client(settings), bucket, count)
 
 
 def core_api(api: Any) -> Any:

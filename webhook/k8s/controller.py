@@ -309,7 +309,7 @@ def run(settings: Settings) -> int:
     logs.configure(settings.log_level)
     metrics = Metrics()
     identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
-    api = k8s_client.controller_api_client(settings)
+    api = k8s_client.controller_api_client(settings, metrics)
     controller = Controller(settings, metrics, api, identity)
     task = certificate_task(settings, api)
     if task is not None:

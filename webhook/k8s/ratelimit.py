@@ -60,17 +60,21 @@ class TokenBucket:
         return wait
 
 
-def rate_limit(api: Any, bucket: TokenBucket) -> Any:
+def rate_limit(
+    api: Any, bucket: TokenBucket, on_request: Callable[[float], None] = lambda waited: None
+) -> Any:
     """Make every request of ``api`` (a ``kubernetes.client.ApiClient``) take a token first.
 
     The hook is the REST client's ``request``: the one method every typed API call, every
-    ``Watch`` stream and every dynamic call goes through.
+    ``Watch`` stream and every dynamic call goes through. ``on_request`` hears of each
+    request and how long it waited (client-go's ``rest_client_requests_total`` and
+    ``rest_client_rate_limiter_duration_seconds``).
     """
     rest = api.rest_client
     unbounded = rest.request
 
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        bucket.take()
+        on_request(bucket.take())
         return unbounded(*args, **kwargs)
 
     rest.request = bounded

@@ -1,0 +1,361 @@
+"""Benchmark: a large cluster — 50,000 namespaces, 2,000 rules, 500 source secrets.
+
+    python -m tests.bench.bench_scale [--namespaces 50000] [--rules 2000] [--sources 500]
+
+A real etcd + kube-apiserver (``tools.controlplane``, no controller manager: its 50,000
+ServiceAccounts and ConfigMaps would be load we do not cause). Namespaces are
+``t<team>-<k>``, ``--per-team`` of them per team; rule ``r<i>`` reaches team ``i``'s
+namespaces (``include: ["t<i>-*"]``) with source secret ``s<i mod sources>``, so the policy
+implies ``rules x per-team`` copies (10,000 by default) and most namespaces are reached by
+none, as in a cluster where a few teams use private registries. Reported:
+
+1. the webhook (2 workers and its view keeper, as in the chart): ready time on a cold start
+   and after a restart, PSS per process and in total, threads, and the watches the API server
+   holds for it (``apiserver_longrunning_requests{verb="WATCH"}`` before and after);
+2. the controller's initial convergence: time until every implied copy exists, and its
+   request rate as the API server counts it (``apiserver_request_total`` without WATCH, over
+   the whole convergence and its busiest 10-second window), which ``PSI_CONTROLLER_QPS`` bounds;
+3. admission while the controller converges: ``--rate`` pods/s created through the API
+   server with ours registered (``failurePolicy: Fail``), client-side and webhook p99.
+
+Targets (issue 19): ready ≤ 30 s, PSS ≤ 300 MiB per webhook pod, convergence ≤ 10 min at
+≤ 50 requests/s, admission p99 ≤ 25 ms throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.bench.bench_apiserver import (
+    create_pods,
+    histogram_quantile,
+    inapp_histogram,
+    share_within,
+    webhook_histogram,
+)
+from tests.bench.harness import (
+    Certificates,
+    Cluster,
+    Ours,
+    RawApi,
+    bulk,
+    machine_summary,
+    percentile,
+    scratch_dir,
+    tree_pids,
+    tree_pss_kib,
+)
+from tests.e2e.support import (
+    INJECT_LABEL,
+    POLICY_NAMESPACE,
+    SOURCE_NAMESPACE,
+    Api,
+    ControllerProcess,
+    pull_secret,
+    register_webhook,
+    set_policy,
+    wait_until,
+    webhook_configuration,
+)
+from tools.controlplane import ControlPlane, resolve_bin_dir
+
+MIB = 1024
+
+
+@dataclass
+class Scale:
+    namespaces: int
+    per_team: int
+    rules: int
+    sources: int
+
+    @property
+    def teams(self) -> int:
+        return self.namespaces // self.per_team
+
+    def namespace(self, team: int, k: int) -> str:
+        return f"t{team:05d}-{k}"
+
+    @property
+    def copies(self) -> int:
+        return min(self.rules, self.teams) * self.per_team
+
+    def policy(self) -> str:
+        lines = [
+            "apiVersion: pullsecret-injector.io/v1",
+            "kind: PullSecretPolicy",
+            f"defaults: {{sourceNamespace: {SOURCE_NAMESPACE}}}",
+            "rules:",
+        ]
+        for i in range(self.rules):
+            lines.append(
+                f"  - {{name: r{i}, registries: [registry-{i}.example.com], "
+                f"secrets: [s{i % self.sources}], namespaces: {{include: ['t{i:05d}-*']}}}}"
+            )
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ApiServerCounters:
+    """What the API server itself counts: requests by verb, and the watches it holds."""
+
+    plane: ControlPlane
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def scrape(self) -> dict[str, float]:
+        status, text = self.plane.get("/metrics", timeout=30)
+        if status != 200:
+            raise RuntimeError(f"/metrics: {status}")
+        requests = watches = 0.0
+        for family in text_string_to_metric_families(text.decode()):
+            if family.name == "apiserver_request":
+                for sample in family.samples:
+                    if sample.name == "apiserver_request_total" and sample.labels.get(
+                        "verb"
+                    ) not in ("WATCH", "CONNECT"):
+                        requests += sample.value
+            elif family.name == "apiserver_longrunning_requests":
+                watches += sum(s.value for s in family.samples if s.labels.get("verb") == "WATCH")
+        return {"requests": requests, "watches": watches}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--namespaces", type=int, default=50_000)
+    parser.add_argument("--per-team", type=int, default=5, help="namespaces per team")
+    parser.add_argument("--rules", type=int, default=2_000)
+    parser.add_argument("--sources", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=100, help="pods/s during convergence")
+    parser.add_argument("--pods", type=int, default=6000, help="pods created during it")
+    parser.add_argument("--controller-qps", type=float, default=20.0, help="PSI_CONTROLLER_QPS")
+    parser.add_argument("--controller-burst", type=int, default=30, help="PSI_CONTROLLER_BURST")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    scale = Scale(args.namespaces, args.per_team, args.rules, args.sources)
+    workdir = scratch_dir("scale")
+    print(f"# Scale benchmark\n\n{machine_summary()}\n", flush=True)
+    print(
+        f"{scale.namespaces} namespaces ({scale.teams} teams of {scale.per_team}), "
+        f"{scale.rules} rules, {scale.sources} source secrets, {scale.copies} implied copies; "
+        f"controller bound {args.controller_qps:g} qps / burst {args.controller_burst}.\n",
+        flush=True,
+    )
+    plane = ControlPlane.start(workdir / "cluster", resolve_bin_dir(), False)
+    try:
+        run(plane, scale, workdir, args)
+    finally:
+        plane.stop()
+        if args.keep:
+            print(f"scratch directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(plane: ControlPlane, scale: Scale, workdir: Path, args: argparse.Namespace) -> None:
+    api, raw, counters = Api(plane), RawApi(plane), ApiServerCounters(plane)
+    started = time.monotonic()
+    populate(api, raw, scale)
+    print(f"Cluster populated in {time.monotonic() - started:.0f} s.\n", flush=True)
+
+    certificates = Certificates.write(workdir / "tls")
+    before = counters.scrape()
+    cluster = Cluster(workdir, plane, api, raw)
+    ours = Ours(cluster, workdir / "ours", certificates)
+    cold = timed(ours.start)
+    held = counters.scrape()["watches"] - before["watches"]
+    memory = tree_pss_kib(ours.pid)
+    threads = {pid: _threads(pid) for pid in tree_pids(ours.pid)}
+    roles = {pid: _role(pid, ours.pid) for pid in memory}
+    ours.stop()
+    warm = timed(ours.start)
+    print("## Webhook pod (2 workers + view keeper)\n")
+    print("| cold start to ready s | restart to ready s | watches held | threads | PSS MiB |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| {cold:.1f} | {warm:.1f} | {held:.0f} | {sum(threads.values())} | "
+        f"{sum(memory.values()) / MIB:.1f} |\n"
+    )
+    print(
+        "Per process (PSS MiB, threads): "
+        + ", ".join(
+            f"{roles[pid]} {kib / MIB:.1f}/{threads.get(pid, 0)}" for pid, kib in memory.items()
+        )
+        + "\n",
+        flush=True,
+    )
+    try:
+        converge(cluster, counters, ours, certificates, scale, args)
+    finally:
+        ours.stop()
+
+
+def populate(api: Api, raw: RawApi, scale: Scale) -> None:
+    for name in (POLICY_NAMESPACE, SOURCE_NAMESPACE):
+        api.ensure_namespace(name)
+    bulk(
+        [
+            pull_secret(f"s{s}", SOURCE_NAMESPACE, {f"registry-{s}.example.com": f"u{s}"})
+            for s in range(scale.sources)
+        ],
+        api.apply_secret,
+    )
+    names = [scale.namespace(t, k) for t in range(scale.teams) for k in range(scale.per_team)]
+    bulk(
+        names,
+        lambda n: raw.create(
+            "/api/v1/namespaces", {"metadata": {"name": n, "labels": {INJECT_LABEL: "true"}}}
+        ),
+        threads=8,
+        timeout=1800,
+    )
+    set_policy(api, scale.policy())
+
+
+def converge(
+    cluster: Cluster,
+    counters: ApiServerCounters,
+    ours: Ours,
+    certificates: Certificates,
+    scale: Scale,
+    args: argparse.Namespace,
+) -> None:
+    plane, api, raw = cluster.plane, cluster.api, cluster.raw
+    namespace = scale.namespace(0, 0)
+    raw.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "default"}})
+    register_webhook(
+        api,
+        webhook_configuration(
+            "bench-scale", certificates.ca_pem, url=ours.url, failure_policy="Fail"
+        ),
+    )
+    controller = ControllerProcess(
+        plane,
+        cluster.workdir / "controller",
+        "scale-controller",
+        extra_env={
+            "PSI_CONTROLLER_QPS": str(args.controller_qps),
+            "PSI_CONTROLLER_BURST": str(args.controller_burst),
+            "PSI_RESYNC_SECONDS": "3600",
+        },
+    )
+    controller.workdir.mkdir(parents=True, exist_ok=True)
+    pod = _pod(namespace)
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    rates: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample_rates() -> None:
+        while not done.is_set():
+            rates.append((time.monotonic(), counters.scrape()["requests"]))
+            done.wait(10)
+
+    sampler = threading.Thread(target=sample_rates, daemon=True)
+    start = time.monotonic()
+    base = counters.scrape()["requests"]
+    histogram_before, inapp_before = webhook_histogram(cluster), inapp_histogram(ours)
+    sampler.start()
+    controller.start(wait_ready=False)
+    try:
+        phase = create_pods(raw, path, pod, args.pods, args.rate, in_flight=32)
+        histogram_after, inapp_after = webhook_histogram(cluster), inapp_histogram(ours)
+        wait_until(
+            lambda: created_copies(controller, ours) >= scale.copies,
+            f"all {scale.copies} copies to exist",
+            timeout=3600,
+            interval=5,
+        )
+        converged = time.monotonic() - start
+        total = counters.scrape()["requests"] - base
+        own = controller.metric_value("pullsecret_injector_client_requests_total")
+        throttled = controller.metric_value("pullsecret_injector_client_rate_limited_seconds_total")
+    finally:
+        done.set()
+        sampler.join(15)
+        controller.stop()
+    busiest = max(
+        ((b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(rates)),
+        default=float("nan"),
+    )
+    buckets = {le: histogram_after[le] - histogram_before.get(le, 0) for le in histogram_after}
+    inapp = {le: inapp_after[le] - inapp_before.get(le, 0) for le in inapp_after}
+    print("## Controller convergence, with pods created meanwhile\n")
+    print(
+        "| copies | converged in s | controller requests (req/s) | waited for the bound s | "
+        "API server requests | busiest 10 s req/s | "
+        "pods ok / errors | pods/s | create p99 ms | webhook p99 ms (interp.) | "
+        "webhook calls ≤ 25 ms | ours review() p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {scale.copies} | {converged:.0f} | {own:.0f} ({own / converged:.1f}) | "
+        f"{throttled:.0f} | {total:.0f} | "
+        f"{busiest:.1f} | {phase.ok} / {phase.errors} | {phase.rate:.0f} | "
+        f"{percentile(phase.service_ms, 99):.1f} | "
+        f"{histogram_quantile(0.99, buckets) * 1000:.1f} | {share_within(buckets, 0.025):.1%} | "
+        f"{histogram_quantile(0.99, inapp) * 1000:.1f} |"
+    )
+    print(
+        "\nController requests are its own count (every request through its bounded client);"
+        " API server requests are the API server's count of all clients but watches: the"
+        " controller's, the pods' creates, the webhook's and this benchmark's scrapes."
+    )
+    if phase.first_error:
+        print(f"\nFirst pod error: {phase.first_error}")
+
+
+def created_copies(controller: ControllerProcess, ours: Ours) -> float:
+    """Copies created so far, each counted once: by the controller or at admission."""
+    metric = "pullsecret_injector_secret_copies_total"
+    by_controller = controller.metric_value(metric, {"action": "CreateCopy", "result": "created"})
+    at_admission = ours.server.metric_value(metric, {"action": "create", "result": "created"})
+    return by_controller + (at_admission or 0.0)
+
+
+def _pod(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "scale-", "namespace": namespace},
+        "spec": {"containers": [{"name": "app", "image": "registry-0.example.com/team/app:1"}]},
+    }
+
+
+def timed(action: Callable[[], None]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def _threads(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _role(pid: int, master: int) -> str:
+    if pid == master:
+        return "master"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "gone"
+    return "view keeper" if "viewkeeper" in command else "worker"
+
+
+if __name__ == "__main__":
+    main()
