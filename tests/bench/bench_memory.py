@@ -44,6 +44,7 @@ from tests.bench.harness import (
     learn_patch,
     machine_summary,
     median,
+    process_role,
     record_review,
     review_variant,
     run_wrk,
@@ -147,14 +148,19 @@ TABLE_HEAD = (
 )
 
 
-def idle_rss(pid: int, settle: float = 3.0) -> dict[str, dict[int, int]]:
+def idle_rss(pid: int, settle: float = 3.0) -> dict[str, dict[int, Any]]:
     time.sleep(settle)
-    return {"rss": tree_rss_kib(pid), "pss": tree_pss_kib(pid)}
+    rss = tree_rss_kib(pid)
+    return {
+        "rss": rss,
+        "pss": tree_pss_kib(pid),
+        "role": {p: process_role(p, pid) for p in rss},
+    }
 
 
-def rss_row(label: str, memory: dict[str, dict[int, int]]) -> str:
-    rss, pss = memory["rss"], memory["pss"]
-    parts = ", ".join(f"{kib / MIB:.1f}" for kib in rss.values())
+def rss_row(label: str, memory: dict[str, dict[int, Any]]) -> str:
+    rss, pss, role = memory["rss"], memory["pss"], memory["role"]
+    parts = ", ".join(f"{role.get(p, '?')} {kib / MIB:.1f}" for p, kib in rss.items())
     return (
         f"| {label} | {len(rss)} | {sum(pss.values()) / MIB:.1f} | "
         f"{sum(rss.values()) / MIB:.1f} | {parts} |"
@@ -206,9 +212,8 @@ def view_sizes(ours: Ours, args: argparse.Namespace) -> dict[str, float]:
     def sizes() -> dict[str, float]:
         out = {}
         for kind in ("namespaces", "source_secrets", "target_secrets"):
-            out[kind] = ours.server.metric_value(
-                "pullsecret_injector_cache_objects", {"kind": kind}
-            )
+            value = ours.server.metric_value("pullsecret_injector_cache_objects", {"kind": kind})
+            out[kind] = value or 0.0
         return out
 
     wait_until(

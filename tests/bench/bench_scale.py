@@ -52,7 +52,9 @@ from tests.bench.harness import (
     bulk,
     machine_summary,
     percentile,
+    process_role,
     scratch_dir,
+    threads_of,
     tree_pids,
     tree_pss_kib,
 )
@@ -175,8 +177,8 @@ def run(plane: ControlPlane, scale: Scale, workdir: Path, args: argparse.Namespa
     cold = timed(ours.start)
     held = counters.scrape()["watches"] - before["watches"]
     memory = tree_pss_kib(ours.pid)
-    threads = {pid: _threads(pid) for pid in tree_pids(ours.pid)}
-    roles = {pid: _role(pid, ours.pid) for pid in memory}
+    threads = {pid: threads_of(pid) for pid in tree_pids(ours.pid)}
+    roles = {pid: process_role(pid, ours.pid) for pid in memory}
     ours.stop()
     warm = timed(ours.start)
     print("## Webhook pod (2 workers + view keeper)\n")
@@ -335,26 +337,6 @@ def timed(action: Callable[[], None]) -> float:
     started = time.monotonic()
     action()
     return time.monotonic() - started
-
-
-def _threads(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _role(pid: int, master: int) -> str:
-    if pid == master:
-        return "master"
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return "gone"
-    return "view keeper" if "viewkeeper" in command else "worker"
 
 
 if __name__ == "__main__":

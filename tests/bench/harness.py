@@ -140,6 +140,26 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
+def process_role(pid: int, master: int) -> str:
+    """What a process of the webhook pod is: the gunicorn master, a worker or the view keeper."""
+    if pid == master:
+        return "master"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "gone"
+    return "view keeper" if "webhook.k8s.viewkeeper" in command else "worker"
+
+
+def threads_of(pid: int) -> int:
+    """``Threads`` of one process (0 if it is gone)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _proc_kib(path: str, field: str) -> int:
     """A ``<field>: <n> kB`` line of a /proc file, in KiB (0 if the process is gone)."""
     with contextlib.suppress(OSError):
