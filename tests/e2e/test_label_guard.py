@@ -190,6 +190,20 @@ def _labels(api: Api, namespace: str) -> dict[str, str]:
     return labels
 
 
+def test_the_guard_is_type_checked_clean(release: LocalRelease, api: Api) -> None:
+    """kube-controller-manager type-checks each expression against the Namespace schema."""
+    admission = client.AdmissionregistrationV1Api(api.api)
+
+    def checked() -> dict[str, Any] | None:
+        policy = api.read(admission.read_validating_admission_policy, GUARD)
+        status: dict[str, Any] = policy.get("status") or {}
+        done = status.get("observedGeneration") == policy["metadata"]["generation"]
+        return status if done else None
+
+    status = wait_until(checked, f"the type check of {GUARD}", timeout=60)
+    assert status.get("typeChecking") == {}, status
+
+
 def test_a_tenant_cannot_give_its_namespace_the_label_a_rule_selects_on(
     release: LocalRelease, users: dict[str, Api], api: Api, tenant_namespace: str
 ) -> None:
