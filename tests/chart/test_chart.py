@@ -1962,6 +1962,16 @@ def test_notes_warn_loudly_when_the_admission_policies_are_off(
     assert "--set admissionPolicy.enabled=true" in off
 
 
+def test_notes_name_the_guarded_labels_and_who_may_set_them(chart: Chart, tmp_path: Path) -> None:
+    selector = {"selector": {"matchLabels": {"team": "payments"}}}
+    rules = [{**POLICY["rules"][0], "namespaces": selector}]
+    values = {"policy": {**POLICY, "rules": rules}, "labelGuard": {"enabled": True}}
+    notes = render_notes(chart, tmp_path / "on", values)
+    assert f"Label guard {FULLNAME}-namespace-labels: only groups system:masters and " in notes
+    assert "users (none)\nmay set, change or remove the namespace labels team." in notes
+    assert "Label guard" not in render_notes(chart, tmp_path / "off", WITH_POLICY)
+
+
 def test_notes_say_when_nothing_is_injected_yet(chart: Chart, tmp_path: Path) -> None:
     notes = render_notes(chart, tmp_path, {"logLevel": "INFO"})
     assert "The policy has no rules yet, so nothing is injected." in notes

@@ -133,3 +133,32 @@ subjects:
     namespace: {{ $ctx.Release.Namespace }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespace label keys the policy's scopes select on (defaults.namespaces, every rule's
+namespaces and every imagePullerGrants pullers: matchLabels keys and matchExpressions keys),
+plus labelGuard.labels, as a sorted JSON list. Whoever may set one of these labels on a
+namespace can steer a credential into it; the label guard refuses that to everyone else.
+kubernetes.io/metadata.name is left out: the API server sets it to the name itself.
+*/}}
+{{- define "pullsecret-injector.guardedLabels" -}}
+{{- $keys := .Values.labelGuard.labels | default list }}
+{{- if not .Values.existingPolicyConfigMap }}
+{{- $policy := .Values.policy | default dict }}
+{{- $scopes := list (get ($policy.defaults | default dict) "namespaces") }}
+{{- range $rule := (get $policy "rules" | default list) }}
+{{- if kindIs "map" $rule }}{{ $scopes = append $scopes (get $rule "namespaces") }}{{ end }}
+{{- end }}
+{{- range $grant := (get $policy "imagePullerGrants" | default list) }}
+{{- if kindIs "map" $grant }}{{ $scopes = append $scopes (get $grant "pullers") }}{{ end }}
+{{- end }}
+{{- range $scope := $scopes }}
+{{- $selector := get ($scope | default dict) "selector" | default dict }}
+{{- range $key, $_ := (get $selector "matchLabels" | default dict) }}{{ $keys = append $keys $key }}{{ end }}
+{{- range $expression := (get $selector "matchExpressions" | default list) }}
+{{- if get $expression "key" }}{{ $keys = append $keys (get $expression "key") }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- without ($keys | uniq | sortAlpha) "kubernetes.io/metadata.name" | toJson }}
+{{- end }}

@@ -60,6 +60,14 @@ fixes them in one pass. Included by every template that depends on the values it
 {{- if and .Values.admissionPolicy.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
 {{- $errors = append $errors (printf "admissionPolicy.enabled needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1); this cluster is %s. Upgrade, or set admissionPolicy.enabled=false and read the warning it prints" .Capabilities.KubeVersion.Version) }}
 {{- end }}
+{{- if .Values.labelGuard.enabled }}
+{{- if semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version }}
+{{- $errors = append $errors (printf "labelGuard.enabled needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1); this cluster is %s" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- if not (include "pullsecret-injector.guardedLabels" . | fromJsonArray) }}
+{{- $errors = append $errors "labelGuard.enabled but no label to guard: the policy's namespace selectors name no label (or existingPolicyConfigMap hides them from the chart); list the keys in labelGuard.labels" }}
+{{- end }}
+{{- end }}
 {{- $tls := include "pullsecret-injector.tlsSecretName" . }}
 {{- range $name := list $tls (include "pullsecret-injector.caSecretName" .) }}
 {{- if has $name $facts.managedNames }}
