@@ -14,7 +14,7 @@ import tracemalloc
 import pytest
 
 from tests.unit.factories import pod, pull_secret
-from webhook.core import images
+from webhook.core import images, registry
 from webhook.core.clusterview import ClusterStore, source_from_object
 from webhook.core.images import InvalidImageReference, parse_image
 from webhook.core.plan import Planner
@@ -40,12 +40,12 @@ POLICY = load_policy(
 def test_an_image_no_runtime_could_pull_is_refused_without_entering_the_cache(
     image: str, problem: str
 ) -> None:
-    cached = images._parse_cached.cache_info().currsize
+    cached = images._PARSED.size
     with pytest.raises(InvalidImageReference) as caught:
         parse_image(image)
     assert problem in str(caught.value)
     assert len(str(caught.value)) < 300  # the message shows a prefix, not the whole string
-    assert images._parse_cached.cache_info().currsize == cached
+    assert images._PARSED.size == cached
 
 
 def test_the_longest_valid_references_still_parse() -> None:
@@ -75,6 +75,34 @@ def test_pods_full_of_distinct_long_image_names_do_not_grow_the_planner() -> Non
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024 * 1024, f"the planner kept {grown / 2**20:.0f} MiB"
+
+
+def test_distinct_valid_images_at_the_bounds_cost_a_bounded_amount_of_memory() -> None:
+    """Images every runtime could pull, each new: the parse and match memos stay small."""
+    view = ClusterStore()
+    view.put_source(source_from_object(pull_secret("corp-pull", "pull-secrets", ["r.example.com"])))
+    planner = Planner(POLICY, view)
+
+    def near_bounds(n: int) -> AdmissionRequest:
+        names = [
+            f"{'h' * 62}.{'g' * 62}.{'f' * 62}.n{n}-{i}.example.com/{'p' * 200}/{n}-{i}:{'t' * 120}"
+            for i in range(500)
+        ]
+        return AdmissionRequest("Pod", "CREATE", "team-a", pod(names))
+
+    for memo in (images._PARSED, registry._SCHEMELESS, registry._GLOB_MATCHES):
+        memo.clear()
+    planner.plan(near_bounds(0))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for n in range(1, 80):  # 40,000 distinct images of ~560 characters
+            planner.plan(near_bounds(n))
+        gc.collect()
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert grown < 24 * 1024 * 1024, f"parsing and matching kept {grown / 2**20:.0f} MiB"
 
 
 def test_a_huge_image_in_a_pod_is_a_warning_not_an_error() -> None:

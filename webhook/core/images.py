@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+
+from webhook.core.memo import Memo
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -108,7 +109,7 @@ def parse_image(ref: str) -> ImageRef:
     problem = _size_problem(ref)
     if problem is not None:
         raise InvalidImageReference(problem)
-    result = _parse_cached(ref)
+    result = _PARSED.get(ref, _parse_uncached)
     if isinstance(result, str):
         raise InvalidImageReference(result)
     return result
@@ -116,7 +117,7 @@ def parse_image(ref: str) -> ImageRef:
 
 def _size_problem(ref: str) -> str | None:
     if not isinstance(ref, str):  # raw JSON can hold anything
-        return None  # reported by _parse_cached
+        return None  # reported by _parse_uncached
     shown = ref[:60] + "…" if len(ref) > 60 else ref
     if len(ref) > MAX_REFERENCE_LENGTH:
         return (
@@ -139,8 +140,14 @@ def _size_problem(ref: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8192)
-def _parse_cached(ref: str) -> ImageRef | str:
+# A parsed reference holds its string about three times over (the reference, its name and
+# its parts), plus the objects around them.
+_PARSED: Memo[str, ImageRef | str] = Memo(
+    lambda ref, _: 3 * len(ref) + 400, entries=8192, max_bytes=4 * 1024 * 1024
+)
+
+
+def _parse_uncached(ref: str) -> ImageRef | str:
     """Return the reference, or the error message (errors are cached too: they repeat)."""
     if not isinstance(ref, str):  # raw JSON can hold anything
         return f"image must be a string, not {type(ref).__name__}"

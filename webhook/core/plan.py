@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from webhook.core.clusterview import ClusterView
 from webhook.core.conventions import NAMESPACE_NAME_LABEL
@@ -34,6 +34,7 @@ from webhook.core.copies import CopySpec, desired_copies
 from webhook.core.images import InvalidImageReference, parse_image
 from webhook.core.internal_registry import ungranted_pull
 from webhook.core.matcher import RuleIndex, RuleMatch
+from webhook.core.memo import Memo
 from webhook.core.messages import MAX_WARNING_LENGTH, add_warning, denial, shorten
 from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import Keyring, glob_match, normalize_key
@@ -224,13 +225,13 @@ class Planner:
         self.index = RuleIndex(policy, view)
         self._order = {rule.name: position for position, rule in enumerate(policy.rules)}
         self._rules = {rule.name: rule for rule in policy.rules}
-        self._scopes: _Memo[ScopeKey, Scope] = _Memo(
+        self._scopes: Memo[ScopeKey, Scope] = _memo(
             lambda key, scope: _weigh_scope(key) + 160 * len(scope.copies)
         )
-        self._keyrings: _Memo[tuple[ScopeKey, tuple[str, ...]], _KeyringEntry] = _Memo(
+        self._keyrings: Memo[tuple[ScopeKey, tuple[str, ...]], _KeyringEntry] = _memo(
             lambda key, entry: _weigh_scope(key[0]) + 64 * sum(map(len, entry[1].values()))
         )
-        self._pods: _Memo[PodInput, Findings] = _Memo(
+        self._pods: Memo[PodInput, Findings] = _memo(
             lambda key, findings: 2 * _weigh_pod(key) + 256 * len(findings.images)
         )
 
@@ -588,43 +589,8 @@ MEMO_BYTES = 16 * 1024 * 1024
 """Per memo: an estimate of the bytes its keys and values hold."""
 
 
-class _Memo(Generic[K, V]):
-    """A memo that forgets everything when full, counted in entries and in estimated bytes.
-
-    Keys are what admitted objects contain (image strings, names) and values grow with the
-    policy (a namespace's scope lists every copy it should hold): counting entries alone let
-    ten pods with megabyte-long image names grow a worker by hundreds of MiB.
-    """
-
-    def __init__(
-        self,
-        weigh: Callable[[K, V], int],
-        entries: int = MEMO_ENTRIES,
-        max_bytes: int = MEMO_BYTES,
-    ) -> None:
-        self._entries: dict[K, V] = {}
-        self._weigh = weigh
-        self._limit = entries
-        self._max_bytes = max_bytes
-        self._bytes = 0
-
-    def get(self, key: K, compute: Callable[[K], V]) -> V:
-        found = self._entries.get(key)
-        if found is None:
-            found = compute(key)
-            weight = self._weigh(key, found)
-            if weight > self._max_bytes:
-                return found  # larger than the whole memo: answer without keeping it
-            if len(self._entries) >= self._limit or self._bytes + weight > self._max_bytes:
-                self._entries, self._bytes = {}, 0
-            self._entries[key] = found
-            self._bytes += weight
-        return found
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(entries, estimated bytes) held now."""
-        return len(self._entries), self._bytes
+def _memo(weigh: Callable[[K, V], int]) -> Memo[K, V]:
+    return Memo(weigh, entries=MEMO_ENTRIES, max_bytes=MEMO_BYTES)
 
 
 def _weigh_scope(key: ScopeKey) -> int:

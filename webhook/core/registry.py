@@ -28,6 +28,8 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from webhook.core.memo import Memo
+
 __all__ = [
     "DEFAULT_REGISTRY_KEY",
     "InvalidPattern",
@@ -71,11 +73,15 @@ def normalize_key(key: str) -> str | None:
 
     Returns ``None`` for a key the kubelet would skip because it does not parse as a URL.
     """
-    return _normalize_key_cached(key)
+    return _NORMALIZED_KEYS.get(key, _normalize_key_uncached)
 
 
-@lru_cache(maxsize=16384)
-def _normalize_key_cached(key: str) -> str | None:
+_NORMALIZED_KEYS: Memo[str, str | None] = Memo(
+    lambda key, _: 2 * len(key) + 200, entries=16384, max_bytes=4 * 1024 * 1024
+)
+
+
+def _normalize_key_uncached(key: str) -> str | None:
     value = key if key.startswith(("https://", "http://")) else "https://" + key
     parsed = _go_url_parse(value)
     if parsed is None:
@@ -184,11 +190,16 @@ def _unescape(text: str) -> str | None:
 
 def parse_schemeless(url: str) -> ParsedURL | None:
     """Parse a key or repository like ``ParseSchemelessURL`` + ``SplitURL``; None if invalid."""
-    return _parse_schemeless_cached(url)
+    return _SCHEMELESS.get(url, _parse_schemeless_uncached)
 
 
-@lru_cache(maxsize=16384)
-def _parse_schemeless_cached(url: str) -> ParsedURL | None:
+# Keyed by the repository part of every image admitted (up to the reference bound).
+_SCHEMELESS: Memo[str, ParsedURL | None] = Memo(
+    lambda url, _: 3 * len(url) + 400, entries=16384, max_bytes=4 * 1024 * 1024
+)
+
+
+def _parse_schemeless_uncached(url: str) -> ParsedURL | None:
     parsed = _go_url_parse("https://" + url)
     if parsed is None:
         return None
@@ -221,11 +232,17 @@ def glob_match(pattern: str, name: str) -> bool:
     Go reports ``ErrBadPattern`` for a malformed pattern and the kubelet treats any error
     as "no match", so validating first and then matching gives the same answers.
     """
-    return _glob_match_cached(pattern, name)
+    return _GLOB_MATCHES.get((pattern, name), _glob_match_uncached)
 
 
-@lru_cache(maxsize=65536)
-def _glob_match_cached(pattern: str, name: str) -> bool:
+# The policy's patterns against the host labels and paths of admitted images.
+_GLOB_MATCHES: Memo[tuple[str, str], bool] = Memo(
+    lambda key, _: len(key[0]) + len(key[1]) + 200, entries=65536, max_bytes=4 * 1024 * 1024
+)
+
+
+def _glob_match_uncached(key: tuple[str, str]) -> bool:
+    pattern, name = key
     try:
         tokens = _compile_glob(pattern)
     except _BadPattern:
