@@ -109,7 +109,7 @@ def parse_image(ref: str) -> ImageRef:
     problem = _size_problem(ref)
     if problem is not None:
         raise InvalidImageReference(problem)
-    result = _PARSED.get(ref, _parse_uncached)
+    result = _PARSED.get(ref, _parse_uncached) if isinstance(ref, str) else _parse_uncached(ref)
     if isinstance(result, str):
         raise InvalidImageReference(result)
     return result
