@@ -46,6 +46,22 @@ from tools.node import Node, pod_messages, pod_state, resolve_node_bin_dir
 from tools.node_release import NodeRelease
 from tools.processes import ProcessError, ProcessRecord, adopt, is_running, terminate
 
+__all__ = [
+    "binaries",
+    "demo_pod",
+    "down",
+    "explain",
+    "hints",
+    "main",
+    "policy",
+    "say",
+    "show",
+    "show_release_pods",
+    "side_by_side",
+    "step",
+    "up",
+]
+
 DEMO_DIR = Path(os.environ.get("PULLSECRET_DEMO_DIR", str(REPO / ".demo")))
 RELEASE = "pullsecret-injector"
 RELEASE_NAMESPACE = "pullsecret-injector"

@@ -85,6 +85,7 @@ __all__ = [
     "NODE_BINARIES",
     "Node",
     "NodeError",
+    "NodePorts",
     "pod_messages",
     "pod_state",
     "resolve_node_bin_dir",
