@@ -208,9 +208,10 @@ def spawn(
 
     ``exe`` names the program the process ends up running when ``argv[0]`` is a wrapper that
     execs it (``nsenter``, ``unshare``) or a script (a console script runs the Python
-    interpreter: pass ``sys.executable``). The record must name that program, since
-    :func:`is_running` compares it with ``/proc/<pid>/exe``, so this waits (bounded) until the
-    exec happened. Without ``exe`` it is ``argv[0]``, resolved. An exec that never comes (the
+    interpreter: pass ``sys.executable``); without ``exe`` it is ``argv[0]``, resolved. The
+    record names that program, since :func:`is_running` compares it with ``/proc/<pid>/exe``,
+    so this returns only once the exec happened (bounded): until then the forked child still
+    runs our interpreter, and would not count as running. An exec that never comes (the
     wrapper failed) raises :class:`ProcessError` with the log's tail. ``detach`` starts a new
     session, so the process outlives ours (``up`` commands) and a Ctrl-C does not reach it.
     """
@@ -229,7 +230,7 @@ def spawn(
     # An unreaped child keeps its PID, so these reads are of the process we started.
     deadline = time.monotonic() + exec_timeout
     for _ in range(int(exec_timeout / POLL_INTERVAL) + 1):
-        if exe is None or _proc_exe(child.pid) == final:
+        if _proc_exe(child.pid) == final:
             record = _record(name, child.pid, final, str(log))
             if record is not None and child.poll() is None:
                 return child, record

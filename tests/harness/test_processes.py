@@ -201,11 +201,3 @@ def test_a_child_logs_to_its_file(tmp_path: Path) -> None:
         assert child.log_tail(2) == "said 3\nsaid 4"
     finally:
         child.stop()
-
-
-def test_a_command_that_exits_at_once_did_not_start(tmp_path: Path) -> None:
-    """The harness starts daemons: one that is gone before it could be recorded failed."""
-    with pytest.raises(ProcessError, match="said goodbye"):
-        spawn(
-            "quitter", ["/bin/sh", "-c", "echo said goodbye"], log=tmp_path / "q.log", cwd=tmp_path
-        )
