@@ -131,11 +131,11 @@ def up(check: bool = False) -> int:
     say(f"    API server {plane.api_url}, ready in {plane.timings['ready']:.1f}s")
     node: Node | None = None
     release: NodeRelease | None = None
-    _record(plane, None)
+    _record(plane.workdir, None)
     try:
         step("Starting a node: kubelet + containerd + a registry with TLS and a password")
         node = Node.start(DEMO_DIR / "node", plane)
-        _record(plane, node)
+        _record(plane.workdir, node)
         say(f"    node {node.name} Ready in {node.timings['node ready']:.1f}s")
         say(f"    registry https://{node.registry.host} (htpasswd; no anonymous pulls)")
         private_image = node.push_sleeper(PRIVATE_REPOSITORY)
@@ -157,7 +157,7 @@ def up(check: bool = False) -> int:
                 image_info=image,
             )
             release.start()
-            _record(plane, node)
+            _record(plane.workdir, node)
             say(f"    image {release.image}")
             show_release_pods(plane)
             show(core, plane, private_image)
@@ -318,7 +318,7 @@ def _write_files(registry: str, private_image: str) -> None:
     (DEMO_DIR / "pod.yaml").write_text(yaml.safe_dump(pod, sort_keys=False))
 
 
-def _record(plane: ControlPlane, node: Node | None) -> None:
+def _record(cluster: Path, node: Node | None) -> None:
     """What `down` needs: this process (to signal), and every daemon (if we are gone).
 
     This process is recorded like the daemons, with its start time: `down` may run long
@@ -335,7 +335,7 @@ def _record(plane: ControlPlane, node: Node | None) -> None:
             daemons.append(node.namespace.record)
     state = {
         "up": asdict(this),
-        "cluster": str(plane.workdir),
+        "cluster": str(cluster),
         "node_processes": [asdict(r) for r in daemons],
     }
     (DEMO_DIR / "state.json").write_text(json.dumps(state, indent=2))

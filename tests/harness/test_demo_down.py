@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,18 @@ def test_down_never_signals_a_pid_that_is_not_the_recorded_process(
     assert is_running(up.record)
     assert is_running(daemon.record)
     assert not (demo_dir / "state.json").exists()
+
+
+def test_up_records_itself_by_identity(demo_dir: Path) -> None:
+    """What ``up`` writes for ``down``: its own process, with start time, like the daemons."""
+    demo._record(demo_dir / "cluster", None)
+
+    state = json.loads((demo_dir / "state.json").read_text())
+    up = ProcessRecord(**state["up"])
+    assert up.pid == os.getpid()
+    assert is_running(up)
+    assert state["cluster"] == str(demo_dir / "cluster")
+    assert state["node_processes"] == []
 
 
 def test_down_without_a_recorded_demo_does_nothing(demo_dir: Path) -> None:
