@@ -9,9 +9,9 @@ kubelet, no node and no kube-proxy, so Pods are stored and never run.
 * Binaries come from ``tools/build-control-plane.sh`` (see :func:`resolve_bin_dir`).
 * Certificates come from the project's own :mod:`certs.pki`, never from a second generator.
 * Every process gets its own log file under ``<workdir>/logs`` and is recorded by PID, executable
-  and kernel start time. :meth:`ControlPlane.stop` signals exactly those processes (SIGTERM, wait,
-  SIGKILL) after checking each one is still the process we started; nothing is ever looked up
-  or killed by name.
+  and kernel start time (:mod:`tools.processes`). :meth:`ControlPlane.stop` signals exactly those
+  processes (SIGTERM, wait, SIGKILL) after checking each one is still the process we started;
+  nothing is ever looked up or killed by name.
 * All traffic stays on 127.0.0.1; ports are picked free at start.
 
 From Python (the e2e fixtures)::
@@ -42,13 +42,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +58,16 @@ import yaml
 
 from certs import pki
 from certs.files import write_atomic
+from tools.processes import (
+    POLL_INTERVAL,
+    STOP_TIMEOUT,
+    ProcessError,
+    ProcessRecord,
+    is_running,
+    spawn,
+    stop,
+    tail,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -69,16 +78,11 @@ __all__ = [
     "ControlPlane",
     "ControlPlaneError",
     "Ports",
-    "ProcessRecord",
-    "adopt",
     "bin_dir_from_env",
     "free_port",
-    "is_running",
     "main",
     "resolve_bin_dir",
     "running",
-    "spawn",
-    "terminate",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,27 +122,10 @@ ETCD_TIMEOUT = 30.0
 APISERVER_TIMEOUT = 90.0
 DEFAULT_NAMESPACE_TIMEOUT = 30.0
 SERVICE_ACCOUNT_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
-POLL_INTERVAL = 0.1
 
 
 class ControlPlaneError(RuntimeError):
     """Starting, probing or stopping failed; the message carries the relevant log tails."""
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """One process we started: enough to find it again, and to be sure it is still ours."""
-
-    name: str
-    """Component name, also the log file's stem (``etcd``, ``kube-apiserver``, ...)."""
-    pid: int
-    exe: str
-    """Resolved path of the executable, compared with ``/proc/<pid>/exe`` before signalling."""
-    start_ticks: int
-    """Field 22 of ``/proc/<pid>/stat``: tells a reused PID from ours."""
-    log: str
-    """Path of the file receiving the process's stdout and stderr."""
 
 
 @dataclass(frozen=True)
@@ -149,151 +136,6 @@ class Ports:
     etcd_peer: int
     apiserver: int
     controller_manager: int
-
-
-# --------------------------------------------------------------------------------------------
-# Processes: start, identify, signal. Only ever by recorded PID.
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """``(state, start_ticks)`` of a live PID, or None if there is no such process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _proc_exe(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
-    except OSError:
-        return None
-
-
-def _proc_argv0(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def is_running(record: ProcessRecord) -> bool:
-    """True if ``record.pid`` is alive and is still the executable we started (not a reuse)."""
-    stat = _proc_stat(record.pid)
-    if stat is None or stat[0] in ("Z", "X") or stat[1] != record.start_ticks:
-        return False
-    exe = _proc_exe(record.pid)
-    if exe is not None:
-        return exe == record.exe
-    return _proc_argv0(record.pid) == record.exe
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the process is our child (it may not be after ``up``)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _wait_gone(record: ProcessRecord, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / POLL_INTERVAL) + 1):
-        _reap(record.pid)
-        if not is_running(record):
-            return True
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_INTERVAL)
-    return not is_running(record)
-
-
-def terminate(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM ``record``'s process, wait up to ``timeout``, then SIGKILL. Never another PID."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        _reap(record.pid)
-        if not is_running(record):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
-        if _wait_gone(record, wait):
-            return
-    raise ControlPlaneError(f"{record.name} (pid {record.pid}) survived SIGKILL")
-
-
-def _record(name: str, pid: int, exe: str, log: str) -> ProcessRecord | None:
-    stat = _proc_stat(pid)
-    return ProcessRecord(name, pid, exe, stat[1], log) if stat is not None else None
-
-
-def spawn(
-    name: str,
-    argv: Sequence[str],
-    *,
-    log: Path,
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-    detach: bool = False,
-    exe: str | None = None,
-    stdin: int = subprocess.DEVNULL,
-    exec_timeout: float = 10.0,
-) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
-    """Start ``argv`` with stdout and stderr appended to ``log`` and return its record.
-
-    ``exe`` names the program the process ends up running when ``argv[0]`` is a wrapper that
-    execs it (``nsenter``, ``unshare``): the record must name that program, since
-    :func:`is_running` compares it with ``/proc/<pid>/exe``, so this waits (bounded) until the
-    exec happened. Without ``exe`` it is ``argv[0]``, resolved. An exec that never comes
-    (the wrapper failed) raises :class:`ControlPlaneError` with the log's tail.
-    """
-    final = str(Path(exe or argv[0]).resolve())
-    with log.open("ab") as sink:
-        child = subprocess.Popen(
-            list(argv),
-            stdin=stdin,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=None if env is None else dict(env),
-            start_new_session=detach,
-        )
-    # An unreaped child keeps its PID, so these reads are of the process we started.
-    deadline = time.monotonic() + exec_timeout
-    for _ in range(int(exec_timeout / POLL_INTERVAL) + 1):
-        if exe is None or _proc_exe(child.pid) == final:
-            record = _record(name, child.pid, final, str(log))
-            if record is not None and child.poll() is None:
-                return child, record
-        if child.poll() is not None or time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_INTERVAL / 5)
-    code = child.poll()
-    if code is None:
-        child.kill()
-        child.wait(5)
-    raise ControlPlaneError(
-        f"{name} did not start {final} (exit {code}); last lines of {log}:\n{_tail(log, 20)}"
-    )
-
-
-def adopt(name: str, pid: int) -> ProcessRecord | None:
-    """A record for a live process we own but did not spawn (e.g. a container shim our
-    containerd started), so that :func:`terminate` can stop it with the same identity checks.
-    None if ``pid`` is gone."""
-    exe = _proc_exe(pid) or _proc_argv0(pid)
-    return _record(name, pid, exe, "") if exe is not None else None
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 256 * 1024))
-            data = handle.read()
-    except OSError as exc:
-        return f"(cannot read {path}: {exc})"
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
 def _free_ports(count: int) -> list[int]:
@@ -482,13 +324,9 @@ class ControlPlane:
         errors = []
         for record in reversed(self.processes):
             try:
-                terminate(record, timeout)
-            except ControlPlaneError as exc:
+                stop(record, self._children.pop(record.pid, None), timeout)
+            except ProcessError as exc:
                 errors.append(str(exc))
-            child = self._children.pop(record.pid, None)
-            if child is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout=1)  # already gone: this only collects the status
         if errors:
             raise ControlPlaneError("; ".join(errors))
         self.state_file.unlink(missing_ok=True)
@@ -515,11 +353,7 @@ class ControlPlane:
         :meth:`start_apiserver` replaces it.
         """
         record = next(r for r in self.processes if r.name == "kube-apiserver")
-        terminate(record, timeout)
-        child = self._children.pop(record.pid, None)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=1)
+        stop(record, self._children.pop(record.pid, None), timeout)
 
     def start_apiserver(self) -> None:
         """Start kube-apiserver again after :meth:`stop_apiserver`: same port, flags and PKI.
@@ -567,11 +401,7 @@ class ControlPlane:
     def stop_workload_controllers(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the process :meth:`start_workload_controllers` started. Idempotent."""
         for record in [r for r in self.processes if r.name == WORKLOAD_CONTROLLER_MANAGER]:
-            terminate(record, timeout)
-            child = self._children.pop(record.pid, None)
-            if child is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout=1)
+            stop(record, self._children.pop(record.pid, None), timeout)
             self.processes.remove(record)
         self._save_state()
 
@@ -797,7 +627,7 @@ class ControlPlane:
                     f"{record.name} (pid {record.pid}) exited"
                     + (f" with code {code}" if code is not None else "")
                     + f" while waiting for {waiting_for}; last lines of {record.log}:\n"
-                    + _tail(Path(record.log), 40)
+                    + tail(Path(record.log), 40)
                 )
 
     def _wait_for(self, check: Callable[[], bool], what: str, timeout: float) -> None:
@@ -838,7 +668,7 @@ class ControlPlane:
         """The last ``lines`` of every component's log, for failure reports."""
         return "\n".join(
             f"----- {r.name} (pid {r.pid}, {'running' if is_running(r) else 'NOT running'})"
-            f" {r.log}\n{_tail(Path(r.log), lines)}"
+            f" {r.log}\n{tail(Path(r.log), lines)}"
             for r in self.processes
         )
 

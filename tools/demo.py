@@ -40,17 +40,27 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from tools.controlplane import (
-    REPO,
-    ControlPlane,
-    ControlPlaneError,
-    ProcessRecord,
-    resolve_bin_dir,
-    terminate,
-)
+from tools.controlplane import REPO, ControlPlane, resolve_bin_dir
 from tools.image import ImageInfo, build_image_info
 from tools.node import Node, pod_messages, pod_state, resolve_node_bin_dir
 from tools.node_release import NodeRelease
+from tools.processes import ProcessError, ProcessRecord, adopt, is_running, terminate
+
+__all__ = [
+    "binaries",
+    "demo_pod",
+    "down",
+    "explain",
+    "hints",
+    "main",
+    "policy",
+    "say",
+    "show",
+    "show_release_pods",
+    "side_by_side",
+    "step",
+    "up",
+]
 
 DEMO_DIR = Path(os.environ.get("PULLSECRET_DEMO_DIR", str(REPO / ".demo")))
 RELEASE = "pullsecret-injector"
@@ -121,11 +131,11 @@ def up(check: bool = False) -> int:
     say(f"    API server {plane.api_url}, ready in {plane.timings['ready']:.1f}s")
     node: Node | None = None
     release: NodeRelease | None = None
-    _record(plane, None)
+    _record(plane.workdir, None)
     try:
         step("Starting a node: kubelet + containerd + a registry with TLS and a password")
         node = Node.start(DEMO_DIR / "node", plane)
-        _record(plane, node)
+        _record(plane.workdir, node)
         say(f"    node {node.name} Ready in {node.timings['node ready']:.1f}s")
         say(f"    registry https://{node.registry.host} (htpasswd; no anonymous pulls)")
         private_image = node.push_sleeper(PRIVATE_REPOSITORY)
@@ -147,7 +157,7 @@ def up(check: bool = False) -> int:
                 image_info=image,
             )
             release.start()
-            _record(plane, node)
+            _record(plane.workdir, node)
             say(f"    image {release.image}")
             show_release_pods(plane)
             show(core, plane, private_image)
@@ -308,8 +318,14 @@ def _write_files(registry: str, private_image: str) -> None:
     (DEMO_DIR / "pod.yaml").write_text(yaml.safe_dump(pod, sort_keys=False))
 
 
-def _record(plane: ControlPlane, node: Node | None) -> None:
-    """What `down` needs: this process (to signal), and every daemon (if we are gone)."""
+def _record(cluster: Path, node: Node | None) -> None:
+    """What `down` needs: this process (to signal), and every daemon (if we are gone).
+
+    This process is recorded like the daemons, with its start time: `down` may run long
+    after `up` was killed, when its PID can belong to anything."""
+    this = adopt("demo up", os.getpid())
+    if this is None:  # our own /proc entry is always there
+        raise ProcessError(f"/proc/{os.getpid()}/stat is unreadable")
     daemons: list[ProcessRecord] = []
     if node is not None:
         daemons += node.processes
@@ -318,8 +334,8 @@ def _record(plane: ControlPlane, node: Node | None) -> None:
         if node.namespace is not None:
             daemons.append(node.namespace.record)
     state = {
-        "up": os.getpid(),
-        "cluster": str(plane.workdir),
+        "up": asdict(this),
+        "cluster": str(cluster),
         "node_processes": [asdict(r) for r in daemons],
     }
     (DEMO_DIR / "state.json").write_text(json.dumps(state, indent=2))
@@ -368,26 +384,24 @@ def _finish(
 
 
 def down(timeout: float = 120.0) -> int:
-    """Ask a running `up` to stop (SIGTERM: it stops pods, node and control plane in order).
-    If `up` is gone (killed), stop the processes it recorded, each by its identity."""
+    """Ask a running `up` to stop (SIGTERM: it stops pods, node and control plane in order,
+    within ``timeout``, else SIGKILL). If `up` is gone (killed) or left something behind,
+    stop the processes it recorded, each by its identity (PID and start time), never by name."""
     state_file = DEMO_DIR / "state.json"
     if not state_file.exists():
         say("no demo is recorded in .demo/")
         return 0
     state = json.loads(state_file.read_text())
-    pid = int(state["up"])
-    with contextlib.suppress(OSError):
-        if b"tools.demo" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, signal.SIGTERM)
-            say(f"asked the running demo (pid {pid}) to stop")
-            deadline = time.monotonic() + timeout
-            while state_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.5)
+    up_record = ProcessRecord(**state["up"])
+    if is_running(up_record):
+        say(f"asking the running demo (pid {up_record.pid}) to stop")
+        with contextlib.suppress(ProcessError):
+            terminate(up_record, timeout)
     if not state_file.exists():
         say("stopped")
         return 0
     for record in reversed([ProcessRecord(**p) for p in state["node_processes"]]):
-        with contextlib.suppress(ControlPlaneError):
+        with contextlib.suppress(ProcessError):
             terminate(record)
             say(f"stopped {record.name} (pid {record.pid})")
     with contextlib.suppress(Exception):

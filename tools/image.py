@@ -34,6 +34,7 @@ __all__ = [
     "ImageInfo",
     "build_image",
     "build_image_info",
+    "main",
     "push_image",
 ]
 

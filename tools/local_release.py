@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ import yaml
 
 from certs.files import write_atomic
 from tools.controlplane import REPO, ControlPlane, free_port
+from tools.processes import Child
 
 __all__ = ["LocalRelease", "RunningPod", "merge_values"]
 
@@ -48,15 +48,17 @@ class RunningPod:
     """One chart Deployment's container, run as a local process."""
 
     name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    child: Child
     health_url: str
 
+    @property
+    def log_path(self) -> Path:
+        return Path(self.child.record.log)
+
     def ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited ({self.process.returncode}):\n{self.log_tail()}"
-            )
+        code = self.child.exit_code()
+        if code is not None:
+            raise RuntimeError(f"{self.name} exited ({code}):\n{self.log_tail()}")
         try:
             with urllib.request.urlopen(self.health_url, timeout=2) as response:
                 return bool(response.status == 200)
@@ -64,18 +66,11 @@ class RunningPod:
             return False
 
     def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.child.log_tail(lines)
 
     def stop(self, timeout: float = 25.0) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        """SIGTERM, as the kubelet does, then SIGKILL after ``timeout``. Idempotent."""
+        self.child.stop(timeout)
 
 
 @dataclass
@@ -210,22 +205,15 @@ class LocalRelease:
             for a in [*container.get("command", []), *container.get("args", [])]
         ]
         argv[0] = str(VENV_BIN / argv[0])
-        log_path = root / "container.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        # The container's command is one of our console scripts: it runs the interpreter.
+        child = Child.spawn(
+            pod_name, argv, log=root / "container.log", cwd=root, env=env, exe=sys.executable
+        )
         probe = container["readinessProbe"]["httpGet"]
         port = probe["port"]
         if isinstance(port, str):
             port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
-        running = RunningPod(pod_name, process, log_path, f"http://127.0.0.1:{port}{probe['path']}")
+        running = RunningPod(pod_name, child, f"http://127.0.0.1:{port}{probe['path']}")
         self.pods.append(running)
         deadline = time.monotonic() + wait
         while not running.ready():

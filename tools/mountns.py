@@ -32,7 +32,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools.controlplane import ControlPlaneError, ProcessRecord, is_running, spawn, terminate
+from tools.processes import ProcessError, ProcessRecord, is_running, spawn, stop
 
 __all__ = ["MountNamespace", "MountNamespaceError", "namespace_of"]
 
@@ -79,8 +79,8 @@ class MountNamespace:
         inode = namespace_of(record.pid)
         if inode is None or inode == namespace_of("self"):
             # Never go on: every mount below would land in the host's namespace.
-            with contextlib.suppress(ControlPlaneError):
-                terminate(record)
+            with contextlib.suppress(ProcessError):
+                stop(record, holder)
             raise MountNamespaceError(f"pid {record.pid} is not in a new mount namespace")
         return cls(holder, record, inode)
 
@@ -137,6 +137,4 @@ class MountNamespace:
                 self._holder.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._holder.wait(timeout)
-        terminate(self.record, timeout)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._holder.wait(1)
+        stop(self.record, self._holder, timeout)

@@ -10,7 +10,7 @@ writes such a manifest.
 The host must end every run as it was. How each effect of the daemons is kept away from it:
 
 * **processes**: ours are recorded by PID, executable and start time and stopped only by
-  that record (:func:`tools.controlplane.terminate`). What containerd starts (shims, and the
+  that record (:func:`tools.processes.terminate`). What containerd starts (shims, and the
   containers runc starts) is found by membership, never by name: shims are in the node's
   mount namespace, containers in the node's cgroup subtree; :meth:`Node.stop` first lets the
   kubelet and containerd remove their pods, then kills whatever is still a member.
@@ -59,18 +59,7 @@ import yaml
 from certs import pki
 from certs.files import write_atomic
 from tools.cgroups import CgroupTree
-from tools.controlplane import (
-    POLL_INTERVAL,
-    REPO,
-    ControlPlane,
-    ControlPlaneError,
-    ProcessRecord,
-    adopt,
-    free_port,
-    is_running,
-    spawn,
-    terminate,
-)
+from tools.controlplane import REPO, ControlPlane, ControlPlaneError, free_port
 from tools.mountns import MountNamespace, MountNamespaceError
 from tools.nodeconfig import (
     KERNEL_TUNABLES,
@@ -80,12 +69,23 @@ from tools.nodeconfig import (
     kubelet_config,
     loopback_conflist,
 )
+from tools.processes import (
+    POLL_INTERVAL,
+    ProcessRecord,
+    adopt,
+    is_running,
+    spawn,
+    stop,
+    tail,
+    terminate,
+)
 from tools.registry import Registry, make_image
 
 __all__ = [
     "NODE_BINARIES",
     "Node",
     "NodeError",
+    "NodePorts",
     "pod_messages",
     "pod_state",
     "resolve_node_bin_dir",
@@ -537,11 +537,7 @@ class Node:
                 self.ctr("containers", "rm", container)
 
     def _terminate(self, record: ProcessRecord) -> None:
-        terminate(record, STOP_TIMEOUT)
-        child = self._children.pop(record.pid, None)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(1)
+        stop(record, self._children.pop(record.pid, None), STOP_TIMEOUT)
 
     def _sweep(self) -> None:
         """Kill (by PID, after checking identity) every process still in the namespace or the
@@ -627,10 +623,7 @@ class Node:
         for record in [*self.processes, *([self.registry.record] if self.registry.record else [])]:
             state = "running" if is_running(record) else "NOT running"
             parts.append(f"----- {record.name} (pid {record.pid}, {state}) {record.log}")
-            with contextlib.suppress(OSError):
-                parts.append(
-                    "\n".join(Path(record.log).read_text(errors="replace").splitlines()[-lines:])
-                )
+            parts.append(tail(Path(record.log), lines))
         return "\n".join(parts)
 
     # -- registries, images and pods -------------------------------------------------------

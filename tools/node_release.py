@@ -50,6 +50,7 @@ from typing import Any
 from tools.image import ImageInfo, build_image_info
 from tools.local_release import LocalRelease, merge_values
 from tools.node import Node, pod_state
+from tools.processes import is_running
 
 __all__ = [
     "ARBITRARY_UID",
@@ -346,8 +347,6 @@ class NodeRelease:
         return "\n".join(parts)
 
     def _kubelet_running(self) -> bool:
-        from tools.controlplane import is_running  # noqa: PLC0415
-
         return any(r.name == "kubelet" and is_running(r) for r in self.node.processes)
 
     def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:

@@ -27,7 +27,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -35,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
+
+from tools.processes import adopt, stop, terminate
 
 __all__ = [
     "ImageConfig",
@@ -51,6 +52,8 @@ __all__ = [
 _DEVICES = ("null", "zero", "full", "random", "urandom")
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
+UNSHARE_EXIT_TIMEOUT = 10.0
+"""unshare exits as soon as its child, the namespace's PID 1, has: this only bounds a hang."""
 
 
 class RootfsError(RuntimeError):
@@ -302,15 +305,19 @@ class RootfsProcess:
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM the command (as the kubelet does), wait, then SIGKILL; return unshare's exit
-        status. Killing PID 1 of the namespace ends every process in it."""
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            if not self.running():
-                break
-            pid = self.command_pid()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid if pid is not None else self.process.pid, sig)
+        status. Killing PID 1 of the namespace ends every process in it.
+
+        The command is not our child (unshare's), so it is signalled by its record: a PID
+        the kernel gave to another process after the command ended is never hit."""
+        pid = self.command_pid()
+        command = adopt("rootfs command", pid) if pid is not None else None
+        if command is not None:
+            terminate(command, timeout)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(wait)
+                return self.process.wait(UNSHARE_EXIT_TIMEOUT)  # it exits with its child
+        unshare = adopt("unshare", self.process.pid)  # ours and unreaped: its PID is stable
+        if unshare is not None:
+            stop(unshare, self.process, timeout)
         return self.process.wait(5)
 
     def output(self) -> str:

@@ -30,14 +30,15 @@ import yaml
 
 from certs import pki
 from certs.files import write_atomic
-from tools.controlplane import (
+from tools.controlplane import free_port
+from tools.processes import (
     POLL_INTERVAL,
-    ControlPlaneError,
+    ProcessError,
     ProcessRecord,
-    free_port,
     is_running,
     spawn,
-    terminate,
+    stop,
+    tail,
 )
 
 __all__ = ["Registry", "RegistryError", "dockerconfigjson_secret", "make_image"]
@@ -181,7 +182,7 @@ class Registry:
                 cwd=self.workdir,
                 env=env,
             )
-        except ControlPlaneError as exc:
+        except ProcessError as exc:
             raise RegistryError(str(exc)) from exc
         self._wait_ready()
 
@@ -227,21 +228,16 @@ class Registry:
         """Stop the process we started (by its recorded PID). Idempotent."""
         if self.record is not None:
             try:
-                terminate(self.record, timeout)
-            except ControlPlaneError as exc:
+                stop(self.record, self._child, timeout)
+            except ProcessError as exc:
                 raise RegistryError(str(exc)) from exc
-        if self._child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._child.wait(1)
-            self._child = None
+        self._child = None
 
     def running(self) -> bool:
         return self.record is not None and is_running(self.record)
 
     def tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return tail(self.log, lines)
 
     # -- users and images ------------------------------------------------------------------
 

@@ -197,7 +197,6 @@ class ForkSafeWebhookServer(WebhookServer):
         return super().ready()
 
 
-
 def write_policy(api: Api, configmap: str, rules_yaml: str) -> str:
     """Create or replace policy ConfigMap ``configmap``; return its resourceVersion."""
     return set_policy(api, POLICY_HEADER + rules_yaml, configmap=configmap)
@@ -297,8 +296,7 @@ class OwnWebhook:
         assert self.server.process is not None
         workers = self.workers()
         keeper = view_keeper(self.server.process.pid)
-        self.server.process.kill()
-        self.server.process.wait(5)
+        self.server.kill()
         for worker in workers:
             kill_pid(worker)
         wait_until(

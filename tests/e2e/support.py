@@ -11,7 +11,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from certs.files import write_atomic
 from certs.pki import issue, new_ca, service_hosts
 from tools.controlplane import REPO, ControlPlane, free_port
+from tools.processes import Child, tail
 
 POLICY_NAMESPACE = "pullsecret-system"
 POLICY_CONFIGMAP = "pullsecret-injector-policy"
@@ -64,6 +64,7 @@ def pull_secret(
         registry: {"auth": base64.b64encode(f"{user}:fake-password-{user}".encode()).decode()}
         for registry, user in registries.items()
     }
+    payload: Mapping[str, Any]
     if kind == "dockerconfigjson":
         payload, secret_type, key = (
             {"auths": entries},
@@ -200,30 +201,40 @@ def _split_warning_header(value: str) -> Iterator[str]:
 
 
 class LocalProcess:
-    """Stop, log and metrics helpers shared by the processes the e2e tests run."""
+    """Start, stop and log helpers shared by the processes the e2e tests run: each is a
+    :class:`tools.processes.Child`, signalled only after its identity is checked."""
 
-    process: subprocess.Popen[bytes] | None
-    log_path: Path
+    child: Child | None
+    """The running process (None before :meth:`start`, and after it could not start)."""
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The process's ``Popen`` (its PID: tests look at a gunicorn master's workers)."""
+        return self.child.process if self.child is not None else None
+
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
+        # Console scripts run the interpreter: that is the executable the record checks.
+        self.child = Child.spawn(
+            name, argv, log=self.log_path, cwd=REPO, env=env, exe=sys.executable
+        )
+
+    def exited(self) -> bool:
+        return self.child is not None and self.child.exit_code() is not None
 
     def stop(self, timeout: float = 25.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.child is not None:
+            self.child.stop(timeout)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
+        if self.child is not None:
+            self.child.kill()
 
     def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def log_records(self) -> list[dict[str, Any]]:
         records = []
@@ -233,6 +244,15 @@ class LocalProcess:
                 if isinstance(record, dict):
                     records.append(record)
         return records
+
+
+def _answers_200(url: str) -> bool:
+    """A readiness probe, as the kubelet's httpGet: 200 is ready, anything else is not yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def scrape(url: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
@@ -258,14 +278,14 @@ class WebhookServer(LocalProcess):
     workdir: Path
     port: int = 0
     health_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    child: Child | None = field(default=None, init=False)
     ca_pem: bytes = b""
-    log_path: Path = field(init=False)
     extra_env: dict[str, str] = field(default_factory=dict)
     kubeconfig: Path | None = None
 
-    def __post_init__(self) -> None:
-        self.log_path = self.workdir / "webhook.log"
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "webhook.log"
 
     def write_certificates(self, hosts: list[str]) -> None:
         now = datetime.now(UTC)
@@ -304,20 +324,8 @@ class WebhookServer(LocalProcess):
             self.write_certificates(
                 ["127.0.0.1", *service_hosts("pullsecret-injector", POLICY_NAMESPACE)]
             )
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "--config",
-                str(REPO / "gunicorn.conf.py"),
-            ],
-            env=self.env(),
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        self._spawn("webhook", [gunicorn, "--config", str(REPO / "gunicorn.conf.py")], self.env())
         try:
             wait_until(self.ready, "webhook /readyz", timeout=timeout)
         except BaseException:
@@ -325,17 +333,11 @@ class WebhookServer(LocalProcess):
             raise
 
     def ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
+        if self.child is not None and self.exited():
             raise AssertionError(
-                f"webhook exited with {self.process.returncode}:\n{self.log_tail()}"
+                f"webhook exited with {self.child.exit_code()}:\n{self.log_tail()}"
             )
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.health_port}/readyz", timeout=2
-            ) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return _answers_200(f"http://127.0.0.1:{self.health_port}/readyz")
 
     def metrics(self) -> str:
         with urllib.request.urlopen(
@@ -474,7 +476,7 @@ class ControllerProcess(LocalProcess):
     identity: str
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    child: Child | None = field(default=None, init=False)
     kubeconfig: Path | None = None
 
     @property
@@ -507,16 +509,8 @@ class ControllerProcess(LocalProcess):
             }
         )
         env.update(self.extra_env)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "pullsecret-injector"), "controller"],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        command = str(Path(sys.executable).parent / "pullsecret-injector")
+        self._spawn(f"controller-{self.identity}", [command, "controller"], env)
         if wait_ready:
             try:
                 wait_until(self.ready, f"controller {self.identity} ready", timeout=60)
@@ -525,17 +519,11 @@ class ControllerProcess(LocalProcess):
                 raise
 
     def ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
+        if self.child is not None and self.exited():
             raise AssertionError(
-                f"controller exited with {self.process.returncode}:\n{self.log_tail()}"
+                f"controller exited with {self.child.exit_code()}:\n{self.log_tail()}"
             )
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2
-            ) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return _answers_200(f"http://127.0.0.1:{self.metrics_port}/readyz")
 
     def metric_value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", name, labels) or 0.0

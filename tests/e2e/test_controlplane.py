@@ -29,7 +29,8 @@ from kubernetes.client.exceptions import ApiException
 
 from certs import pki
 from tests.e2e.stubwebhook import STUB_LABEL, STUB_VALUE, StubWebhook
-from tools.controlplane import BUILD_SCRIPT, REPO, ControlPlane, is_running
+from tools.controlplane import BUILD_SCRIPT, REPO, ControlPlane
+from tools.processes import is_running
 
 IMAGE = "registry.example.invalid/team/app:1.0"  # made up; nothing ever pulls it
 

@@ -258,7 +258,7 @@ def test_helm_lint_is_clean_against_this_api_server(release: LocalRelease) -> No
 def test_the_processes_ran_as_the_charts_service_accounts(release: LocalRelease) -> None:
     for running in release.pods:
         command = subprocess.run(
-            ["cat", f"/proc/{running.process.pid}/environ"], capture_output=True, check=True
+            ["cat", f"/proc/{running.child.pid}/environ"], capture_output=True, check=True
         )
         environ = command.stdout.split(b"\0")
         kubeconfig = next(e for e in environ if e.startswith(b"PSI_KUBECONFIG=")).split(b"=", 1)[1]

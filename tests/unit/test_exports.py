@@ -14,12 +14,13 @@ from types import ModuleType
 import pytest
 
 import certs
+import tools
 import webhook
 
 
 def _modules() -> list[ModuleType]:
     found = []
-    for package in (webhook, certs):
+    for package in (webhook, certs, tools):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             found.append(importlib.import_module(info.name))
     return found

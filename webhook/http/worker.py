@@ -21,6 +21,10 @@ saturation one of two workers served 100 % of the requests in some rounds (1,250
 instead of ~3,400 with an even split). Accepting only with a free thread spreads concurrent
 connections over the workers; a connection nobody can take yet waits in the kernel's backlog
 exactly as long as it would have waited in a busy worker's queue.
+
+Both changes build on gthread internals, not on a public API (the overridden methods, the
+``_DEFER`` marker, ``TConn.wait_for_data``/``data_ready``): they exist from gunicorn 25.2.0 on,
+which is what pyproject.toml requires, and tests/unit/test_gunicorn_internals.py pins each one.
 """
 
 from __future__ import annotations
