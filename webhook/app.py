@@ -39,10 +39,9 @@ def create_app(
         backend = SharedBackend.start(settings, metrics)
     app = Flask("pullsecret-injector")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["pullsecret.backend"] = backend
-    app.extensions["pullsecret.metrics"] = metrics
-    app.extensions["pullsecret.settings"] = settings
-    app.register_blueprint(admission.blueprint)
+    app.wsgi_app = admission.MutateEndpoint(  # type: ignore[method-assign]
+        app.wsgi_app, backend, metrics, settings.max_body_bytes
+    )
     _add_ops_routes(app, backend.readiness, lambda: exposition(metrics))
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,3 +283,30 @@ def test_offline_mode_serves_a_policy_file_without_a_cluster(tmp_path: Path) -> 
 def test_offline_mode_without_a_policy_file_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="PSI_POLICY_FILE"):
         create_app(Settings(cluster=False), metrics=Metrics())
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [pytest.param("GET", 405, id="GET"), pytest.param("PUT", 405, id="PUT")],
+)
+def test_only_post_reaches_the_review(client: FlaskClient, method: str, status: int) -> None:
+    response = client.open("/mutate", method=method)
+    assert response.status_code == status
+    assert "POST an AdmissionReview" in response.get_json()["error"]
+
+
+def test_a_chunked_body_without_length_is_read_to_its_end(client: FlaskClient) -> None:
+    body = json.dumps(review(pod("registry.example.com/app:1"))).encode()
+    response = client.post(
+        "/mutate",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["response"]["uid"] == "uid-1"
+
+
+def test_other_paths_are_still_the_apps(client: FlaskClient) -> None:
+    assert client.get("/nothing-here").status_code == 404
+    assert client.get("/livez").status_code == 200
