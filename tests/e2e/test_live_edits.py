@@ -174,14 +174,15 @@ def pod_warnings(api: Api, live: Live, image: str) -> list[str]:
     return warnings
 
 
-def permission_events(api: Api, needle: str) -> list[str]:
+def permission_events(api: Api, *needles: str) -> list[str]:
+    """Messages of the PermissionMissing Events on the policy ConfigMap naming ``needles``."""
     items = api.read(api.core.list_namespaced_event, NAMESPACE)["items"]
     return [
         str(e.get("message") or "")
         for e in items
         if e.get("reason") == "PermissionMissing"
         and e["involvedObject"]["name"] == POLICY_CONFIGMAP
-        and needle in str(e.get("message") or "")
+        and all(needle in str(e.get("message") or "") for needle in needles)
     ]
 
 
