@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from tests.e2e.support import Api, pod, pull_secret, scrape, secret_names, unique, wait_until
+from tests.e2e.test_live_status import kubectl
 from tools.controlplane import ControlPlane
 from tools.local_release import LocalRelease
 
@@ -213,12 +214,17 @@ def test_a_new_source_secret_under_a_declared_copy_name_is_live_at_once(
                        "secrets": [{"name": "lv-new-pull", "targetName": DECLARED}]})  # fmt: skip
 
     before = validate(live, control_plane)
+    admin = str(control_plane.admin_kubeconfig)
+    plugin = kubectl(control_plane, "pullsecret", "validate-policy", "--cluster", "-n", NAMESPACE,
+                     str(live.policy_file()), "--kubeconfig", admin)  # fmt: skip
     edited = edit_configmap(api, live)
     stored, warnings = pod_with_secret(api, live, "new.example.com/app:1", DECLARED)
     TIMINGS["a_live_edit_to_pod"] = round(time.monotonic() - edited, 1)
 
     assert before.returncode == 0, before.stdout + before.stderr
     assert "every permission the policy needs is held" in before.stdout
+    assert plugin.returncode == 0, plugin.stdout + plugin.stderr
+    assert plugin.stdout.splitlines()[1:] == before.stdout.splitlines()[1:]
     assert secret_names(stored) == [DECLARED]
     assert not [w for w in warnings if "not found" in w or "may not" in w], warnings
     copied = api.secret(live.target, DECLARED)
