@@ -273,7 +273,8 @@ def test_a_new_copy_name_is_reported_before_and_after_the_edit_and_helm_upgrade_
     # policy refuses to let it write one: the warning carries the API server's own reason.
     assert not [w for w in warnings if "not found" in w], warnings
     assert [w for w in warnings if "the API server refused Secret lv-fresh-pull" in w
-            and "rule managed-name" in w], warnings  # fmt: skip
+            and "rule managed-name: the webhook may not write " in w
+            and "a new copy name needs helm upgrade" in w], warnings  # fmt: skip
     assert "needed by rule fresh" in events[0]
     assert "fix: helm upgrade" in events[0]
     assert metric == 1

@@ -18,9 +18,9 @@ from webhook.k8s.copies import create_copies
 from webhook.metrics import Metrics
 
 MANAGED_NAME = (
-    "pullsecret-injector rule managed-name: the webhook may only write Secrets named like a "
-    "copy of the policy (corp-pull); team-a/new-pull is not one (a new copy name needs helm "
-    "upgrade, or rbac.managedSecretNames)"
+    "pullsecret-injector rule managed-name: the webhook may not write team-a/new-pull: a new "
+    "copy name needs helm upgrade (or rbac.managedSecretNames); the copy names of this release "
+    "are corp-pull"
 )
 
 
