@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from tests.e2e.support import Api, pod, pull_secret, scrape, secret_names, unique, wait_until
 from tests.e2e.test_live_status import kubectl
@@ -385,3 +386,55 @@ def test_a_new_source_namespace_is_named_and_helm_upgrade_makes_it_work(
     assert DECLARED_FAR in secret_names(stored)
     assert after.returncode == 0, after.stdout + after.stderr
     assert processes(live) == pids, "nothing was restarted"
+
+
+# -- who may ask -------------------------------------------------------------------------------
+
+
+def test_an_operator_who_may_not_ask_gets_exit_2_and_the_api_servers_words(
+    live: Live, control_plane: ControlPlane, api: Api
+) -> None:
+    """Never "granted" nor "missing" for a question that was not answered: exit 2, as status."""
+    rbac = client.RbacAuthorizationV1Api(api.api)
+    name = "lv-reviewer"
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": [
+        {"apiGroups": ["admissionregistration.k8s.io"], "verbs": ["get", "list"],
+         "resources": ["mutatingwebhookconfigurations"]},
+        {"apiGroups": [""], "verbs": ["get", "list"], "resources": ["configmaps"]},
+        {"apiGroups": ["apps"], "verbs": ["get", "list"], "resources": ["deployments"]},
+        {"apiGroups": ["authorization.k8s.io"], "verbs": ["create"],
+         "resources": ["subjectaccessreviews"]},
+    ]})  # fmt: skip
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
+    })  # fmt: skip
+    policy = str(live.policy_file())
+    try:
+        nobody = subprocess.run(
+            [CLI, "validate-policy", policy, "--cluster",
+             "--kubeconfig", str(control_plane.kubeconfig_for_user("lv-nobody"))],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        reviewer = wait_until(
+            lambda: (r := subprocess.run(
+                [CLI, "validate-policy", policy, "--cluster",
+                 "--kubeconfig", str(control_plane.kubeconfig_for_user(name))],
+                capture_output=True, text=True, timeout=120, check=False,
+            )) and "impersonate" in r.stderr and r,
+            "the reviewer's ClusterRoleBinding to take effect", timeout=30, interval=0.5,
+        )  # fmt: skip
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+
+    assert nobody.returncode == 2
+    assert "error: cannot read mutatingwebhookconfigurations: " in nobody.stderr
+    assert 'User "lv-nobody" cannot list resource "mutatingwebhookconfigurations"' in nobody.stderr
+    # Access reviews answered, but the dry run of a copy cannot be made as the webhook.
+    assert reviewer.returncode == 2, reviewer.stdout + reviewer.stderr
+    assert "cannot ask as the webhook whether the admission policy admits its copy" in (
+        reviewer.stderr
+    )
+    assert f'User "{name}" cannot impersonate resource "serviceaccounts"' in reviewer.stderr

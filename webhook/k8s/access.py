@@ -136,8 +136,8 @@ def _dry_run_copy(api: Any, identity: Identity, name: str) -> str:
         if exc.status in (401, 403) and "cannot impersonate" in message:
             raise AccessReviewFailed(
                 f"cannot ask as the {identity.component} whether the admission policy admits "
-                f"its copy {name!r} (a dry-run create needs impersonate on users and groups): "
-                f"{message}"
+                f"its copy {name!r} (a dry-run create as the webhook needs impersonate on its "
+                f"ServiceAccount and on the group system:serviceaccounts): {message}"
             ) from None
         return message
     finally:
