@@ -54,18 +54,7 @@ def _parser(prog: str, *, operational: bool) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_status(sub)
     _add_explain(sub)
-    validate = sub.add_parser(
-        "validate-policy", help="check a policy file; print every located error"
-    )
-    validate.add_argument("policy", type=Path, help="policy YAML file")
-    validate.add_argument(
-        "--output",
-        choices=("text", "json"),
-        default="text",
-        help="json: what the policy implies for RBAC (source namespaces and secrets, copy "
-        "names, backfill, image-puller grants), the facts the Helm chart derives its Roles from",
-    )
-    validate.set_defaults(command=_validate_policy)
+    _add_validate_policy(sub)
     if operational:
         from webhook import commands  # noqa: PLC0415 - keeps `--help` fast
 
@@ -95,6 +84,54 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
         metavar="[NS/]NAME",
         help="policy ConfigMap (default: as the controller reports it, else <release>-policy)",
     )
+
+
+_VALIDATE_EPILOG = """\
+--cluster also asks the API server, before you apply the policy, whether the running
+release may do everything it needs: SubjectAccessReviews for the ServiceAccounts its webhook
+and controller Deployments run as, and a server-side dry-run create as the webhook for each
+copy name (the chart's admission policy admits only the names it rendered). Needs: get/list
+on mutatingwebhookconfigurations, configmaps and deployments, create subjectaccessreviews,
+impersonate the webhook's ServiceAccount.
+
+exit codes: 0 valid (and, with --cluster, every permission held); 1 invalid, or a permission
+is missing (each is printed with the rules that need it and the fix); 2 unreadable file, or
+the cluster cannot be asked (no access, unreachable, no release found).
+"""
+
+
+def _add_validate_policy(sub: Any) -> None:
+    validate = sub.add_parser(
+        "validate-policy",
+        help="check a policy file; print every located error (--cluster: and every permission "
+        "the running release lacks for it)",
+        epilog=_VALIDATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("policy", type=Path, help="policy YAML file")
+    validate.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="json: what the policy implies for RBAC (source namespaces and secrets, copy "
+        "names, backfill, image-puller grants), the facts the Helm chart derives its Roles from",
+    )
+    validate.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also check the policy against the permissions of the release running in the "
+        "cluster (live edit, or helm upgrade first?)",
+    )
+    validate.add_argument(
+        "-n",
+        "--namespace",
+        dest="release_namespace",
+        metavar="NS",
+        help="with --cluster: the release namespace (as helm -n; default: its webhook Service's)",
+    )
+    _cluster_options(validate)
+    validate.set_defaults(command=_validate_policy)
 
 
 _STATUS_EPILOG = """\
@@ -211,12 +248,19 @@ class _UsageError(Exception):
     pass
 
 
-def _validate_policy(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
+_CLUSTER_ONLY = ("kubeconfig", "context", "webhook_configuration", "release_namespace",
+                 "policy_configmap")  # fmt: skip
 
+
+def _validate_policy(args: argparse.Namespace) -> int:
+    from webhook.core.permissions import check_document, render_check  # noqa: PLC0415
     from webhook.core.policy import PolicyInvalid, load_policy, trust_warnings  # noqa: PLC0415
     from webhook.core.policyfacts import policy_facts  # noqa: PLC0415
 
+    given = [f"--{name.replace('_', '-')}" for name in _CLUSTER_ONLY if getattr(args, name)]
+    if given and not args.cluster:
+        print(f"error: {', '.join(given)}: only with --cluster", file=sys.stderr)
+        return EXIT_USAGE
     try:
         policy = load_policy(_read(args.policy))
     except _UsageError as exc:
@@ -233,15 +277,58 @@ def _validate_policy(args: argparse.Namespace) -> int:
     for warning in trust_warnings(policy):
         print(f"warning: {warning}", file=sys.stderr)
     facts = policy_facts(policy)
-    if args.output == "json":
-        print(json.dumps({"valid": True, **facts.to_json()}, indent=2))
-        return EXIT_OK
-    print(
+    summary = (
         f"{args.policy}: valid, {facts.rules} rule(s); "
         f"source namespaces: {', '.join(facts.source_namespaces) or 'none'}; "
         f"managed secret names: {', '.join(facts.managed_names) or 'none'}"
     )
-    return EXIT_OK
+    if not args.cluster:
+        if args.output == "json":
+            print(json.dumps({"valid": True, **facts.to_json()}, indent=2))
+        else:
+            print(summary)
+        return EXIT_OK
+    if args.output == "text":
+        print(summary, flush=True)
+    try:
+        check = _check_release(args, policy)
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output == "json":
+        document = {"valid": True, **facts.to_json(), "cluster": check_document(check)}
+        print(json.dumps(document, indent=2))
+    else:
+        sys.stdout.write(render_check(check))
+    return EXIT_OK if check.ok else EXIT_FAILED
+
+
+def _check_release(args: argparse.Namespace, policy: Any) -> Any:
+    """Ask the cluster (the k8s shell does the I/O); anything unanswerable is a usage error."""
+    from webhook.core.permissions import AccessCheck, count_needs  # noqa: PLC0415
+    from webhook.k8s.access import AccessReviewFailed, check_release  # noqa: PLC0415
+    from webhook.k8s.secretcreate import ApplyError, connect  # noqa: PLC0415
+    from webhook.k8s.status import CannotAsk, locate, release_identities  # noqa: PLC0415
+
+    try:
+        cluster = connect(args.kubeconfig, args.context)
+        installation = locate(
+            cluster.api,
+            webhook_configuration=args.webhook_configuration,
+            release_namespace=args.release_namespace,
+            policy_configmap=args.policy_configmap,
+        )
+        identities = release_identities(cluster.api, installation)
+        missing = check_release(cluster.api, policy, identities)
+    except (ApplyError, CannotAsk, AccessReviewFailed) as exc:
+        raise _UsageError(str(exc)) from None
+    return AccessCheck(
+        release=installation.release,
+        namespace=installation.namespace,
+        identities=identities,
+        checked=count_needs(policy, [i.component for i in identities]),
+        missing=tuple(missing),
+    )
 
 
 # -- status ---------------------------------------------------------------------------------

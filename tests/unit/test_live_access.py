@@ -136,3 +136,32 @@ def test_stopping_signals_every_watch_before_waiting_for_any() -> None:
     assert {name for name, _ in STOPS} == set(watches)
     assert len(waited) == len(watches)
     assert all(0 <= t <= 5.0 for t in waited)
+
+
+def test_a_watch_refused_while_its_edit_waits_is_reported_with_the_edits_rule() -> None:
+    """An edit waits (bounded) for its new watches to list; a refused one never does, and the
+    access report that runs meanwhile must name the rule of the edit, not of the old policy."""
+    state, watches, _ = live(can_list=True)
+    assert state.apply_policy_text(OLD, "1")
+    reported: list[list[tuple[str, ...]]] = []
+
+    class RefusedMeanwhile(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            watches["copies/new-pull"].forbidden = True
+            reported.append([n.rules for n in state.report_access()])
+            return False
+
+    original = state.watches.follow
+
+    def follow(policy: Any, extra: frozenset[str]) -> list[Any]:
+        started = original(policy, extra)
+        for watch in started:
+            watch.synced = RefusedMeanwhile()
+        return started
+
+    state.watches.follow = follow  # type: ignore[method-assign]
+    state.source.record_event = lambda reason, message: None  # type: ignore[method-assign]
+
+    assert state.apply_policy_text(NEW, "2")
+
+    assert reported == [[("new-registry",)]]

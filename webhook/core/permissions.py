@@ -11,18 +11,26 @@ permissions their refused watches needed (admission warning, Event, metric), and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from webhook.core.policy import Policy
 
 __all__ = [
+    "AccessCheck",
     "Component",
+    "Identity",
+    "Missing",
     "Need",
+    "check_document",
     "copy_need",
+    "count_needs",
     "needs",
+    "render_check",
     "source_namespace_need",
     "source_secret_need",
+    "upgrade_command",
 ]
 
 Component = Literal["webhook", "controller"]
@@ -153,3 +161,125 @@ def _rules_reading(policy: Policy, namespace: str, name: str = "") -> tuple[str,
         for rule in policy.rules
         if any(s.namespace == namespace and (not name or s.name == name) for s in rule.secrets)
     )
+
+
+# -- a policy file checked against a running release (validate-policy --cluster) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A ServiceAccount the release runs a component as (read from its Deployment)."""
+
+    component: Component
+    namespace: str
+    name: str
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """A permission the policy needs that the identity lacks (or a write that is refused)."""
+
+    need: Need
+    verbs: tuple[str, ...]
+    """The verbs refused (a subset of ``need.verbs``, or ``create`` for a refused write)."""
+    detail: str = ""
+    """The API server's own words, when it gave some (an admission policy's refusal)."""
+
+    @property
+    def permission(self) -> str:
+        """The permission as refused: only the verbs the API server said no to."""
+        return replace(self.need, verbs=self.verbs).permission
+
+    def __str__(self) -> str:
+        rules = f" (needed by rule {', '.join(self.need.rules)})" if self.need.rules else ""
+        why = f": {self.detail}" if self.detail else ""
+        return f"the {self.need.component} may not {self.permission}{rules}{why}"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCheck:
+    """What ``validate-policy --cluster`` found: the release asked about, and every gap."""
+
+    release: str
+    """The Helm release name (``""`` when its objects carry no instance label)."""
+    namespace: str
+    identities: tuple[Identity, ...]
+    checked: int
+    """How many permissions were asked about (all components together)."""
+    missing: tuple[Missing, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Every permission held: the policy can be applied live."""
+        return not self.missing
+
+
+def upgrade_command(check: AccessCheck) -> str:
+    """The ``helm upgrade`` that grants what is missing: the chart derives RBAC and the
+    admission policy from its ``policy`` value, so the edited policy goes into the values
+    (README, "Which policy edits are live")."""
+    release = check.release or "<release>"
+    return (
+        f"helm upgrade {release} charts/pullsecret-injector --namespace {check.namespace} "
+        "--reuse-values -f values.yaml"
+    )
+
+
+def render_check(check: AccessCheck) -> str:
+    """The text report, after the offline summary line: who was asked about, then each
+    missing permission with the rules that need it and its fix."""
+    who = ", ".join(f"{i.component} as {i.user}" for i in check.identities)
+    release = f"release {check.release}" if check.release else "the release"
+    lines = [f"{release} in namespace {check.namespace} ({who}):"]
+    if check.ok:
+        lines.append(f"  every permission the policy needs is held ({check.checked} checked)")
+        return "\n".join(lines) + "\n"
+    lines.append(
+        f"  {len(check.missing)} of {check.checked} permission(s) the policy needs are missing:"
+    )
+    for missing in check.missing:
+        lines.append(f"  - {missing}")
+        lines.append(f"    fix: {missing.need.fix}")
+    lines.append(
+        "to grant them, put this policy under `policy:` in the release's values.yaml and run:"
+    )
+    lines.append(f"  {upgrade_command(check)}")
+    return "\n".join(lines) + "\n"
+
+
+def check_document(check: AccessCheck) -> dict[str, Any]:
+    """The ``cluster`` member of ``validate-policy --cluster --output json``."""
+    return {
+        "release": check.release,
+        "namespace": check.namespace,
+        "identities": {i.component: i.user for i in check.identities},
+        "checked": check.checked,
+        "ok": check.ok,
+        "missing": [_missing_document(m) for m in check.missing],
+        "upgrade": "" if check.ok else upgrade_command(check),
+    }
+
+
+def _missing_document(missing: Missing) -> dict[str, Any]:
+    need = missing.need
+    return {
+        "component": need.component,
+        "verbs": list(missing.verbs),
+        "resource": need.resource,
+        "group": need.group,
+        "namespace": need.namespace,
+        "name": need.name,
+        "rules": list(need.rules),
+        "permission": missing.permission,
+        "detail": missing.detail,
+        "fix": need.fix,
+    }
+
+
+def count_needs(policy: Policy, components: Sequence[Component]) -> int:
+    """How many permissions ``validate-policy --cluster`` asks about for ``components``."""
+    return sum(len(needs(policy, c)) for c in components)

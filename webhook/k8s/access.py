@@ -13,20 +13,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client import AuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from webhook.core.permissions import Component, Need, needs
+from webhook.core.permissions import Identity, Missing, Need, needs
 from webhook.core.policy import Policy
 
-__all__ = ["Identity", "Missing", "can_list_secrets", "check_release"]
+__all__ = ["AccessReviewFailed", "can_list_secrets", "check_release"]
 
 log = logging.getLogger("webhook.k8s.access")
 
@@ -55,46 +56,35 @@ def can_list_secrets(api: Any, namespace: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A ServiceAccount the release runs a component as."""
-
-    component: Component
-    namespace: str
-    name: str
-
-    @property
-    def user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Missing:
-    """A permission the policy needs that the identity lacks (or a write that is refused)."""
-
-    need: Need
-    verbs: tuple[str, ...]
-    detail: str = ""
-
-    def __str__(self) -> str:
-        what = f"{'/'.join(self.verbs)} of {self.need.permission}"
-        why = f" ({self.detail})" if self.detail else ""
-        return f"the {self.need.component} may not {what}{why}; fix: {self.need.fix}"
+class AccessReviewFailed(Exception):
+    """The API server could not be asked (refused the review or the impersonation, or was
+    unreachable): ``validate-policy --cluster`` exits 2, as ``status`` does."""
 
 
 def check_release(api: Any, policy: Policy, identities: Sequence[Identity]) -> list[Missing]:
-    """Every permission ``policy`` needs that the release's identities do not hold."""
+    """Every permission ``policy`` needs that the release's identities do not hold.
+
+    Raises ``AccessReviewFailed`` when a question cannot be asked: an unanswered question
+    must never read as "granted", nor as "missing".
+    """
     authorization = AuthorizationV1Api(api)
     missing: list[Missing] = []
-    for identity in identities:
-        for need in needs(policy, identity.component):
-            refused = tuple(v for v in need.verbs if not _allowed(authorization, identity, need, v))
-            if refused:
-                missing.append(Missing(need, refused))
-            elif identity.component == "webhook" and need.resource == "secrets" and need.name:
-                detail = _dry_run_copy(api, identity, need.name)
-                if detail:
-                    missing.append(Missing(need, ("create",), detail))
+    try:
+        for identity in identities:
+            for need in needs(policy, identity.component):
+                refused = tuple(
+                    v for v in need.verbs if not _allowed(authorization, identity, need, v)
+                )
+                if refused:
+                    missing.append(Missing(need, refused))
+                elif identity.component == "webhook" and need.resource == "secrets" and need.name:
+                    detail = _dry_run_copy(api, identity, need.name)
+                    if detail:
+                        missing.append(Missing(need, ("create",), detail))
+    except ApiException as exc:
+        raise AccessReviewFailed(f"cannot review access: {_message(exc)}") from None
+    except (HTTPError, OSError) as exc:
+        raise AccessReviewFailed(f"cannot reach the API server: {exc}") from None
     return missing
 
 
@@ -126,8 +116,8 @@ def _dry_run_copy(api: Any, identity: Identity, name: str) -> str:
     the chart's ValidatingAdmissionPolicy allows only the copy names the chart rendered."""
     impersonating = client.ApiClient(api.configuration)
     impersonating.set_default_header("Impersonate-User", identity.user)
-    for group in ("system:serviceaccounts", f"system:serviceaccounts:{identity.namespace}"):
-        impersonating.set_default_header("Impersonate-Group", group)
+    # One header value only (the client keeps a dict); the admission policy matches the user.
+    impersonating.set_default_header("Impersonate-Group", "system:serviceaccounts")
     copy = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -142,12 +132,25 @@ def _dry_run_copy(api: Any, identity: Identity, name: str) -> str:
     except ApiException as exc:
         if exc.status == 409:
             return ""  # exists: the write itself was allowed
-        try:
-            import json  # noqa: PLC0415
-
-            return str(json.loads(exc.body or "").get("message") or exc.reason)
-        except ValueError:
-            return str(exc.reason)
+        message = _message(exc)
+        if exc.status in (401, 403) and "cannot impersonate" in message:
+            raise AccessReviewFailed(
+                f"cannot ask as the {identity.component} whether the admission policy admits "
+                f"its copy {name!r} (a dry-run create as the webhook needs impersonate on its "
+                f"ServiceAccount and on the group system:serviceaccounts): {message}"
+            ) from None
+        return message
     finally:
         impersonating.close()
     return ""
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's own words (its Status message), else the HTTP reason."""
+    try:
+        status = json.loads(exc.body or "")
+        if isinstance(status, dict) and status.get("message"):
+            return str(status["message"])
+    except (ValueError, TypeError):
+        pass
+    return str(exc.reason or f"HTTP {exc.status}")

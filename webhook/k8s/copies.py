@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -98,8 +99,27 @@ def _api_message(exc: ApiException) -> str:
     # "secrets \"x\" is forbidden: " repeats what the warning says; the rest names the rule
     _, forbidden, rest = message.partition(" is forbidden: ")
     message = rest if forbidden else message
+    message = _without_preamble(message)
     text = f"{exc.status}: {message}" if message else f"{exc.status} {exc.reason}"
     return shorten(text, 150)
+
+
+_ADMISSION_POLICY = re.compile(
+    r"^ValidatingAdmissionPolicy '(?P<policy>[^']*)' with binding '[^']*' denied request: "
+)
+
+
+def _without_preamble(message: str) -> str:
+    """An admission policy's refusal without the API server's preamble, which would use up
+    the warning's length before the part that says why (the chart's own refusals begin
+    "pullsecret-injector rule <rule>:"; another policy's are prefixed with its name)."""
+    match = _ADMISSION_POLICY.match(message)
+    if match is None:
+        return message
+    rest = message[match.end() :]
+    if rest.startswith("pullsecret-injector rule "):
+        return rest
+    return f"admission policy {match['policy']}: {rest}"
 
 
 def _refused(spec: CopySpec, why: str) -> str:

@@ -75,6 +75,8 @@ class LiveState:
         )
         self.source = PolicySource(settings, metrics, self.core, reflectors, self._put_in_force)
         self._policy: Policy | None = None
+        self._incoming: Policy | None = None
+        """A policy whose new watches are being waited for: what they are reported against."""
         self._lock = threading.RLock()
         self._listeners: list[PolicyListener] = []
         self._extra_target_names: frozenset[str] = frozenset()
@@ -157,7 +159,9 @@ class LiveState:
     def report_access(self) -> list[Need]:
         """Say what the refused watches needed: in the view (decisions tell "not allowed"
         from "not found"), the log, the metric and an Event on the policy ConfigMap."""
-        policy = self._policy
+        # While an edit waits for its new watches, those watches are the edit's: reported
+        # against the policy in force they would name no rule and the wrong fix.
+        policy = self._incoming or self._policy
         if policy is None:
             return []
         self.store.set_denied(self.watches.denied_sources(policy))
@@ -203,12 +207,14 @@ class LiveState:
 
     def _put_in_force(self, policy: Policy, version: str) -> None:
         with self._lock:
+            self._incoming = policy
             started = self.watches.follow(policy, self._extra_target_names)
         deadline = time.monotonic() + NEW_WATCH_SYNC_SECONDS
         for watch in started:
             watch.synced.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._policy = policy
+            self._incoming = None
             self.watches.drop_stale(policy, self._extra_target_names)
         self.metrics.policy_loads.labels("applied").inc()
         self.metrics.policy_valid.set(1)

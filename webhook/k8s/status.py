@@ -33,6 +33,7 @@ from webhook.core.conventions import (
     STATUS_DATA_KEY,
     status_configmap_name,
 )
+from webhook.core.permissions import Component, Identity
 from webhook.core.policy import Policy, PolicyInvalid, load_policy
 from webhook.core.reach import WebhookScope, exclusions_of, webhook_scope
 from webhook.core.status import (
@@ -60,6 +61,7 @@ __all__ = [
     "read_policy",
     "read_sources",
     "read_status",
+    "release_identities",
 ]
 
 log = logging.getLogger("webhook.k8s.status")
@@ -70,6 +72,9 @@ _TIMEOUT = (5, 30)
 """(connect, read) seconds for each call the command line makes."""
 _WEBHOOK_SUFFIX = ".pullsecret-injector.io"
 """The chart names its webhook entry ``<fullname>.<namespace>.pullsecret-injector.io``."""
+_INSTANCE = "app.kubernetes.io/instance"
+_COMPONENT = "app.kubernetes.io/component"
+"""The chart's labels (``_labels.tpl``): the release a configuration or Deployment belongs to."""
 
 
 # -- publishing (the controller) ----------------------------------------------------------------
@@ -242,6 +247,8 @@ class Installation:
     """``namespace/name``."""
     policy_key: str
     notes: tuple[str, ...] = ()
+    release: str = ""
+    """The Helm release name (the configuration's ``app.kubernetes.io/instance`` label)."""
 
 
 def locate(
@@ -303,7 +310,47 @@ def locate(
         policy_configmap=policy_ref,
         policy_key=key,
         notes=notes,
+        release=str(((configuration.get("metadata") or {}).get("labels") or {}).get(_INSTANCE, "")),
     )
+
+
+def release_identities(api: Any, installation: Installation) -> tuple[Identity, ...]:
+    """The ServiceAccounts the release's webhook and controller run as, from their
+    Deployments (found by the chart's instance and component labels): the identities whose
+    permissions ``validate-policy --cluster`` asks about. No webhook Deployment: ``CannotAsk``
+    (the release cannot be checked); no controller Deployment: ``controller.enabled=false``."""
+    selector = "app.kubernetes.io/component in (webhook,controller)"
+    if installation.release:
+        selector += f",{_INSTANCE}={installation.release}"
+    listed = _call(
+        f"deployments in namespace {installation.namespace}",
+        client.AppsV1Api(api).list_namespaced_deployment,
+        installation.namespace,
+        label_selector=selector,
+    ).get("items", [])
+    found: dict[str, list[str]] = {}
+    for deployment in listed:
+        component = str(((deployment.get("metadata") or {}).get("labels") or {}).get(_COMPONENT))
+        spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        found.setdefault(component, []).append(str(spec.get("serviceAccountName") or "default"))
+    identities: list[Identity] = []
+    components: tuple[Component, ...] = ("webhook", "controller")
+    for component in components:
+        accounts = sorted(set(found.get(component, [])))
+        if len(accounts) > 1:
+            raise CannotAsk(
+                f"several {component} Deployments in namespace {installation.namespace} run as "
+                f"different ServiceAccounts ({', '.join(accounts)}): choose the release with "
+                "--webhook-configuration"
+            )
+        if accounts:
+            identities.append(Identity(component, installation.namespace, accounts[0]))
+        elif component == "webhook":
+            raise CannotAsk(
+                f"no webhook Deployment (label {selector}) in namespace "
+                f"{installation.namespace}: give the release namespace with --release-namespace"
+            )
+    return tuple(identities)
 
 
 def read_policy(api: Any, installation: Installation) -> tuple[Policy | None, str, str]:
