@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sources", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100, help="pods/s during convergence")
     parser.add_argument("--pods", type=int, default=6000, help="pods created during it")
-    parser.add_argument("--controller-qps", type=float, default=20.0, help="PSI_CONTROLLER_QPS")
-    parser.add_argument("--controller-burst", type=int, default=30, help="PSI_CONTROLLER_BURST")
+    parser.add_argument("--controller-qps", type=float, default=40.0, help="PSI_CONTROLLER_QPS")
+    parser.add_argument("--controller-burst", type=int, default=50, help="PSI_CONTROLLER_BURST")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     scale = Scale(args.namespaces, args.per_team, args.rules, args.sources)
@@ -248,7 +248,10 @@ def converge(
         extra_env={
             "PSI_CONTROLLER_QPS": str(args.controller_qps),
             "PSI_CONTROLLER_BURST": str(args.controller_burst),
-            "PSI_RESYNC_SECONDS": "3600",
+            # The product's defaults, not the e2e harness's short ones (a 60 s watch timeout
+            # re-opens ~500 per-name watches every minute, half the request budget here).
+            "PSI_RESYNC_SECONDS": "300",
+            "PSI_WATCH_TIMEOUT_SECONDS": "300",
         },
     )
     controller.workdir.mkdir(parents=True, exist_ok=True)
