@@ -33,6 +33,10 @@ class Memo(Generic[K, V]):
         self._weigh = weigh
         self._limit = entries
         self._max_bytes = max_bytes
+        # One entry may take a 64th of the memo: a pod of thousands of containers (a hostile
+        # 3 MiB body) is decided afresh each time instead of evicting everything else and
+        # pinning its whole object graph; real workloads are far below this.
+        self._max_entry_bytes = max(1, max_bytes // 64)
         self._bytes = 0
 
     def get(self, key: K, compute: Callable[[K], V]) -> V:
@@ -41,8 +45,8 @@ class Memo(Generic[K, V]):
             return found  # type: ignore[return-value]  # not the sentinel: a stored V
         value = compute(key)
         weight = self._weigh(key, value)
-        if weight > self._max_bytes:
-            return value  # larger than the whole memo: answer without keeping it
+        if weight > self._max_entry_bytes:
+            return value  # too large to be worth keeping: answer without it
         if len(self._entries) >= self._limit or self._bytes + weight > self._max_bytes:
             self._entries, self._bytes = {}, 0
         self._entries[key] = value
