@@ -1644,6 +1644,8 @@ def test_controller_env_contract(render: Render) -> None:
         "PSI_LEASE_NAME": CONTROLLER,
         "PSI_LEASE_DURATION_SECONDS": "15",
         "PSI_RESYNC_SECONDS": "300",
+        "PSI_CONTROLLER_QPS": "40",
+        "PSI_CONTROLLER_BURST": "50",
         "PSI_CERT_MODE": "self-managed",
         "PSI_CERT_SECRET": TLS_SECRET,
         "PSI_WEBHOOK_CONFIGURATION": FULLNAME,

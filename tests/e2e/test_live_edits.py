@@ -201,7 +201,7 @@ def linked(account: dict[str, Any]) -> list[str]:
 
 def processes(live: Live) -> list[int]:
     """The pids of the release's running pods: an upgrade must not need a restart."""
-    return [p.process.pid for p in live.release.pods if p.process.poll() is None]
+    return [p.child.pid for p in live.release.pods if p.child.exit_code() is None]
 
 
 # -- a: a new source secret in a source namespace in use ------------------------------------------
