@@ -185,12 +185,10 @@ def pod_input(scope: ScopeKey, pod: Mapping[str, Any], fields: Sequence[str]) ->
                 shown = shorten(str(image or ""), 200)
                 append(ContainerInput(field_name, position, name, None, shown))
     listed = spec.get("imagePullSecrets")
-    return PodInput(
-        scope=scope,
-        containers=tuple(containers),
-        pull_secrets=tuple(_existing_names(listed)),
-        pull_secrets_listed=isinstance(listed, list),
-        service_account=_service_account(spec),
+    pull_secrets = () if listed is None else tuple(_existing_names(listed))
+    return _new_tuple(
+        PodInput,
+        (scope, tuple(containers), pull_secrets, type(listed) is list, _service_account(spec)),
     )
 
 
@@ -251,7 +249,7 @@ class Planner:
 
     def plan(self, request: AdmissionRequest) -> Plan:
         """Decide what ``request``'s object needs. Never raises on odd objects: it warns."""
-        obj = request.object if isinstance(request.object, Mapping) else {}
+        obj = _mapping(request.object)
         metadata = _mapping(obj.get("metadata"))
         namespace = request.namespace or str(metadata.get("namespace") or "")
         if not namespace:
@@ -482,25 +480,27 @@ class Planner:
         ensure_only: Sequence[str] | None = None,
     ) -> Plan:
         """Check the wanted copies against what the namespace holds right now."""
+        namespace = scope.namespace
         warnings = list(findings.warnings)
         ensure: list[CopySpec] = []
         if not namespace_known:
-            unknown = self._unknown_namespace_warning(scope.namespace, findings)
+            unknown = self._unknown_namespace_warning(namespace, findings)
             if unknown:
                 add_warning(warnings, unknown)
+        target_secret = self.view.target_secret
         for spec in findings.wanted:
-            target = self.view.target_secret(scope.namespace, spec.name)
+            target = target_secret(namespace, spec.name)
             if target is None:
                 if namespace_known and (ensure_only is None or spec.name in ensure_only):
                     ensure.append(spec)  # missing: create it before the pod pulls
             elif not target.managed:
                 add_warning(
                     warnings,
-                    f"Secret {spec.name} in {scope.namespace} is not managed by "
+                    f"Secret {spec.name} in {namespace} is not managed by "
                     "pullsecret-injector; injected by name, its content is left untouched",
                 )
         return Plan(
-            namespace=scope.namespace,
+            namespace=namespace,
             ops=findings.ops,
             warnings=tuple(warnings),
             copies=tuple(ensure),
