@@ -8,13 +8,12 @@ own decisions (flags, exit codes) are run as a user runs them.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.test_cli import INVALID_POLICY, run, run_env, write
+from tests.unit.test_cli import INVALID_POLICY, run, run_env, unreachable_kubeconfig, write
 from tests.unit.test_cli import POLICY as POLICY_FILE
 from webhook.core.permissions import (
     AccessCheck,
@@ -226,17 +225,7 @@ def test_an_invalid_policy_is_not_taken_to_the_cluster(files: Path) -> None:
 
 @pytest.mark.parametrize("output", ["text", "json"])
 def test_an_unreachable_api_server_cannot_ask_and_exits_2(files: Path, output: str) -> None:
-    with socket.socket() as reserved:
-        reserved.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-        port = reserved.getsockname()[1]
-        kubeconfig = write(files, "kubeconfig", {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-            "users": [{"name": "u", "user": {"token": "fake-token"}}],
-            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-            "current-context": "x",
-        })  # fmt: skip
+    with unreachable_kubeconfig(files) as kubeconfig:
         result = run_env("validate-policy", "policy.yaml", "--cluster", "-o", output,
                          "--kubeconfig", kubeconfig, cwd=files, env={})  # fmt: skip
 

@@ -7,13 +7,14 @@ the exit code, stdout and stderr checked here are exactly what a shell or CI job
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +435,22 @@ rules:
 PAYMENTS_IMAGE = "quay.io/payments/api:1"
 
 
+@contextlib.contextmanager
+def unreachable_kubeconfig(directory: Path) -> Iterator[Path]:
+    """A kubeconfig naming a loopback port that is bound but never listens (while in use)."""
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = reserved.getsockname()[1]
+        yield write(directory, "kubeconfig", {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+            "users": [{"name": "u", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        })  # fmt: skip
+
+
 def run_env(
     *args: str | Path, cwd: Path, env: Mapping[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -648,17 +665,7 @@ def test_status_without_a_kubeconfig_cannot_ask_and_exits_2(files: Path) -> None
 
 
 def test_status_against_an_unreachable_api_server_exits_2(files: Path) -> None:
-    with socket.socket() as reserved:
-        reserved.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-        port = reserved.getsockname()[1]
-        kubeconfig = write(files, "kubeconfig", {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-            "users": [{"name": "u", "user": {"token": "fake-token"}}],
-            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-            "current-context": "x",
-        })  # fmt: skip
+    with unreachable_kubeconfig(files) as kubeconfig:
         result = run_env("status", "--kubeconfig", kubeconfig, cwd=files, env={})
 
     assert result.returncode == 2
