@@ -127,14 +127,17 @@ def _gone(record: ProcessRecord, child: subprocess.Popen[bytes] | None) -> bool:
 
     With its ``Popen`` (our child, unreaped: its PID cannot be reused) the answer is the exit
     status itself, and ``returncode`` keeps it (a bare ``waitpid`` would take it, and
-    ``Popen`` would then report 0); an exiting process that /proc already shows without its
-    executable is not gone yet. Without it (a process ``up`` started, or one we adopted) the
-    record decides, after reaping it in case it is our child all the same."""
+    ``Popen`` would then report 0). Without it (a process ``up`` started, or one we adopted)
+    /proc decides, after reaping it in case it is our child all the same: gone is no such PID,
+    a zombie, or another start time. Not :func:`is_running`: an exiting process has already
+    lost its ``exe`` link and ``cmdline`` while it still runs its exit (CI once saw a ``sleep``
+    alive after ``terminate`` returned), and PID plus start time is an identity on its own."""
     if child is not None:
         return child.poll() is not None
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(record.pid, os.WNOHANG)
-    return not is_running(record)
+    stat = _proc_stat(record.pid)
+    return stat is None or stat[0] in ("Z", "X") or stat[1] != record.start_ticks
 
 
 def _wait_gone(
@@ -158,8 +161,14 @@ def _signal_until_gone(
     for sig, wait in steps:
         if _wait_gone(record, child, 0):
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
+        # Our unreaped child's PID cannot be someone else's; any other PID is signalled only
+        # while it is still the recorded program. One already exiting (no exe link any more)
+        # is waited for; one that runs another program now is not ours to stop.
+        if child is not None or is_running(record):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, sig)
+        elif _proc_exe(record.pid) is not None:
+            return
         if _wait_gone(record, child, wait):
             return
     raise ProcessError(f"{record.name} (pid {record.pid}) survived SIGKILL")

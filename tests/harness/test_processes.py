@@ -13,11 +13,13 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tools import processes
 from tools.processes import (
     Child,
     ProcessError,
@@ -71,6 +73,48 @@ def test_terminate_stops_the_recorded_process(sleeper: Child) -> None:
 
     assert not is_running(sleeper.record)
     assert not _alive(sleeper.pid)
+
+
+SLOW_EXIT = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), sys.exit(0)))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_terminate_waits_for_an_exit_that_proc_shows_without_its_executable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a process exits, /proc has already dropped its ``exe`` link and ``cmdline`` but
+    it is no zombie yet: ``terminate`` must wait for the exit, not take the missing link for
+    "gone" (CI once saw a ``sleep`` alive after ``terminate`` returned). Simulated here by
+    hiding both after the signal from a child that takes half a second to exit."""
+    exe = str(Path(sys.executable).resolve())
+    child = Child.spawn("slow", [exe, "-c", SLOW_EXIT], log=tmp_path / "slow.log", cwd=tmp_path)
+    try:
+        for _ in range(200):
+            if "ready" in tail(tmp_path / "slow.log", 5):
+                break
+            time.sleep(0.05)
+        signalled: list[int] = []
+        real_kill = os.kill
+
+        def kill_and_hide(pid: int, sig: int) -> None:
+            real_kill(pid, sig)
+            signalled.append(pid)
+
+        monkeypatch.setattr(os, "kill", kill_and_hide)
+        monkeypatch.setattr(processes, "_proc_exe", lambda pid: None if signalled else exe)
+        monkeypatch.setattr(processes, "_proc_argv0", lambda pid: None)
+
+        terminate(child.record, timeout=20.0)
+
+        assert signalled == [child.pid]
+        assert not _alive(child.pid)
+    finally:
+        monkeypatch.undo()
+        child.kill()
 
 
 def test_stop_keeps_the_exit_status_of_a_child_we_hold(sleeper: Child) -> None:
