@@ -94,19 +94,25 @@ def _preload_libraries():
     import webhook.app  # noqa: PLC0415
 
     if _settings.cluster:
-        import webhook.k8s.backend  # noqa: F401, PLC0415
+        import webhook.k8s.backend  # noqa: PLC0415
+        import webhook.k8s.viewkeeper  # noqa: F401, PLC0415 - forked from here (when_ready)
     gc.freeze()
 
 
 def when_ready(server):
     # Imported lazily, like every prometheus_client user here: PROMETHEUS_MULTIPROC_DIR
     # must be in the environment before prometheus_client is first imported.
-    from webhook.http.serving import KeeperSupervisor, master_readiness  # noqa: PLC0415
+    from webhook.http.serving import master_readiness  # noqa: PLC0415
+    from webhook.http.viewkeeper import KeeperSupervisor  # noqa: PLC0415
     from webhook.ops import start_ops_server  # noqa: PLC0415
 
     global _keeper  # noqa: PLW0603 - one supervisor per master, stopped in on_exit
-    if _settings.cluster:
-        _keeper = KeeperSupervisor(_mark_dead).start()
+    # First: the keeper's zygote is forked while the master has one thread. Not for other apps
+    # (the benchmarks' do-nothing handler runs under this file too).
+    if _settings.cluster and getattr(server.app, "app_uri", None) == wsgi_app:
+        from webhook.k8s import viewkeeper  # noqa: PLC0415
+
+        _keeper = KeeperSupervisor(viewkeeper.main, _mark_dead).start(server.LISTENERS)
     start_ops_server(_settings.bind_address, _settings.health_port, master_readiness(_tls))
     effective = {
         "bind": bind,

@@ -38,25 +38,30 @@ from tests.e2e.support import (
     webhook_configuration,
 )
 from tools.controlplane import ControlPlane
+from webhook.http.viewkeeper import KEEPER_NAME, SUPERVISOR_NAME
 
 # -- processes ---------------------------------------------------------------------------------
 
 
 def children(pid: int) -> list[int]:
-    """Live child PIDs of ``pid`` that are gunicorn workers (not the pod's view keeper)."""
-    return [child for child in all_children(pid) if not _is_view_keeper(child)]
+    """Live child PIDs of ``pid`` that are gunicorn workers (not the view keeper's zygote)."""
+    return [child for child in all_children(pid) if process_name(child) != SUPERVISOR_NAME]
 
 
 def view_keeper(pid: int) -> int | None:
-    """The view keeper the gunicorn master ``pid`` runs (``webhook.k8s.viewkeeper``)."""
-    return next((child for child in all_children(pid) if _is_view_keeper(child)), None)
+    """The view keeper the gunicorn master ``pid`` runs: the child of its zygote."""
+    for zygote in all_children(pid):
+        if process_name(zygote) == SUPERVISOR_NAME:
+            return next((k for k in all_children(zygote) if process_name(k) == KEEPER_NAME), None)
+    return None
 
 
-def _is_view_keeper(pid: int) -> bool:
+def process_name(pid: int) -> str:
+    """``/proc/<pid>/comm`` ("" once it is gone)."""
     try:
-        return b"webhook.k8s.viewkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
-        return False
+        return ""
 
 
 def all_children(pid: int) -> list[int]:
@@ -117,6 +122,23 @@ def socket_owner(pids: list[int], server_port: int, client_port: int) -> int | N
                     if os.readlink(fd) == f"socket:[{inode}]":
                         return pid
     return None
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports ``pid`` holds a listening socket of (IPv4, from /proc/net/tcp)."""
+    listening = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":  # TCP_LISTEN
+            listening[fields[9]] = int(fields[1].split(":")[1], 16)
+    ports = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in listening:
+                    ports.add(listening[link[8:-1]])
+    return ports
 
 
 # -- talking to a webhook directly --------------------------------------------------------------

@@ -29,8 +29,6 @@ STUB_LABEL = "e2e.pullsecret-injector.io/stub"
 STUB_VALUE = "mutated"
 
 
-
-
 class _StubServer(ThreadingHTTPServer):
     daemon_threads = True
     stub: StubWebhook

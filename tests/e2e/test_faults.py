@@ -18,14 +18,20 @@ import pytest
 
 from tests.e2e.reliability import (
     PodLoop,
+    alive,
     kill_pid,
+    listening_ports,
     measure,
     own_webhook,
     patched_secrets,
     post_mutate,
+    process_name,
     review,
     socket_owner,
     tls_context,
+    view_keeper,
+    wait_policy,
+    write_policy,
 )
 from tests.e2e.support import (
     POLICY_NAMESPACE,
@@ -132,12 +138,14 @@ def test_the_webhook_answers_from_memory_while_the_api_server_is_down_and_recove
         # backoff (up to 30 s). The API server may call any of them.
         wait_until(
             lambda: (
-                hook.server.metric_value(
-                    "pullsecret_injector_cache_objects", {"kind": "source_secrets"}
+                (
+                    hook.server.metric_value(
+                        "pullsecret_injector_cache_objects", {"kind": "source_secrets"}
+                    )
+                    or 0
                 )
-                or 0
-            )
-            >= 2,
+                >= 2
+            ),
             "every worker to hold outage-pull and late-pull",
             timeout=60,
         )
@@ -172,7 +180,11 @@ def test_killing_the_webhook_under_a_pod_loop_fails_no_pod_creation(
         try:
             control_plane.wait_for_service_account(namespace)
             hook.wait_called(namespace)
-            loop = PodLoop(control_plane, namespace, "fault.example.com/app", "fault-pull")
+            # While nothing listens the API server is refused at once and admits unpatched
+            # (failurePolicy Ignore), so the loop runs at full speed: room for 2 minutes of it.
+            loop = PodLoop(
+                control_plane, namespace, "fault.example.com/app", "fault-pull", max_pods=10_000
+            )
             loop.start()
             restarts = []
             try:
@@ -263,3 +275,58 @@ def test_a_worker_killed_mid_request_fails_no_admission(
         ), f"the master logged worker {pid}'s death"
     booted = [r for r in log if str(r.get("msg", "")).startswith("Booting worker")]
     assert len(booted) >= 4, "two workers at start, one respawn per kill"
+
+
+# -- (d) the view keeper killed -----------------------------------------------------------------
+
+
+def test_a_killed_view_keeper_is_forked_again_and_the_next_edit_is_in_force(
+    control_plane: ControlPlane, api: Api, fault_source: None, tmp_path: Path
+) -> None:
+    """The keeper is forked from the master (through a zygote) and restarted by it. It and its
+    zygote hold neither of the master's listening sockets (the keeper once inherited the
+    webhook's, and held the port for its whole exit after a master crash, so the API server
+    waited out its timeout instead of being refused)."""
+    with own_webhook(control_plane, api, tmp_path / "webhook", "kill-keeper", RULES) as hook:
+        namespace = hook.namespace("kill-keeper")
+        try:
+            control_plane.wait_for_service_account(namespace)
+            hook.wait_called(namespace)
+            assert hook.server.process is not None
+            master = hook.server.process.pid
+            keeper = view_keeper(master)
+            assert keeper is not None, "the master runs a view keeper"
+            zygote = int(Path(f"/proc/{keeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            assert process_name(zygote) == "view-keeper-sup"
+            assert listening_ports(master) >= {hook.server.port, hook.server.health_port}
+            assert listening_ports(zygote) == set() == listening_ports(keeper)
+
+            loop = PodLoop(control_plane, namespace, "fault.example.com/app", "fault-pull")
+            loop.start()
+            try:
+                time.sleep(1)
+                kill_pid(keeper)
+                wait_until(lambda: not alive(keeper), "the killed keeper to be gone", 30)
+                again = wait_until(
+                    lambda: (k := view_keeper(master)) not in (None, keeper) and k,
+                    "the zygote to fork a new keeper",
+                    30,
+                )
+                assert listening_ports(again) == set()
+                # The new keeper lists afresh and publishes; the workers take its next edit.
+                version = write_policy(
+                    api, hook.configmap, RULES.replace("[fault-pull]", "[fault-pull, late-pull]")
+                )
+                wait_policy(hook.server, version, timeout=60)
+                patched = loop.patched
+                wait_until(lambda: loop.patched > patched, "patched pods after the restart", 30)
+                assert loop.running(), "the loop ran for the whole scenario"
+                assert alive(master), "a keeper's death does not stop the master"
+            finally:
+                loop.stop()
+            log = hook.server.log_records()
+        finally:
+            api.core.delete_namespace(namespace)
+    assert loop.failures == [], loop.failures[:5]
+    restarts = [r for r in log if r.get("event") == "keeper.exited"]
+    assert [r["code"] for r in restarts] == [-9], restarts

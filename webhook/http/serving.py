@@ -3,21 +3,12 @@
 * ``JsonLogger``: gunicorn's error and access logs as JSON lines, like ours.
 * ``master_readiness``: the master answers probes; it is ready when a certificate loads and
   every live worker reports ready through the multiprocess ``ready`` gauge (min over workers).
-* ``KeeperSupervisor``: the master starts the pod's view keeper (``webhook.k8s.viewkeeper``,
-  the one process that watches) and starts it again should it die.
 
 The plain-HTTP health/metrics server itself is ``webhook.ops`` (the controller serves it too).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +19,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from webhook.http.tls import ReloadingServerContext
 from webhook.logs import JsonFormatter
 
-__all__ = ["JsonLogger", "KeeperSupervisor", "master_readiness", "workers_ready"]
+__all__ = ["JsonLogger", "master_readiness", "workers_ready"]
 
 READY_METRIC = "pullsecret_injector_ready"
 
@@ -85,79 +76,3 @@ def master_readiness(tls: ReloadingServerContext | None) -> Callable[[], tuple[b
         return workers_ready()
 
     return readiness
-
-
-def _wait(pid: int) -> int | None:
-    """Exit code of our child ``pid``; ``None`` when gunicorn's own SIGCHLD handler reaped it
-    first (it reaps every child with ``waitpid(-1)``)."""
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        while True:  # reaped by the arbiter: wait until the pid is really gone
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return None
-            time.sleep(0.2)
-    return os.waitstatus_to_exitcode(status)
-
-
-class KeeperSupervisor:
-    """Runs ``python -m webhook.k8s.viewkeeper`` next to the workers, restarting it on exit.
-
-    A separate process rather than master threads: the master forks workers, and a worker
-    forked while a watch thread is inside OpenSSL would inherit its locks held. The keeper
-    exits by itself when the master dies (it checks its parent), so a SIGKILLed master
-    leaves nothing behind; a dead keeper is restarted with a backoff (the workers keep
-    answering from the last view meanwhile).
-    """
-
-    def __init__(self, on_exit: Callable[[int], None] = lambda pid: None) -> None:
-        self._on_exit = on_exit
-        self._stop = threading.Event()
-        self.pid = 0
-
-    def start(self) -> KeeperSupervisor:
-        threading.Thread(target=self._run, name="view-keeper", daemon=True).start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        pid = self.pid
-        if not pid:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        for _ in range(int(timeout / 0.05)):
-            if not self.pid:
-                return  # reaped by the supervising thread
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-    def _run(self) -> None:
-        backoff = 1.0
-        log = logging.getLogger("gunicorn.error")
-        while not self._stop.is_set():
-            # posix_spawn, not subprocess.Popen: Popen waits on a pipe until the child execs,
-            # and a worker gunicorn forks meanwhile inherits that pipe and keeps it open for
-            # its whole life (the master then hangs in Popen until the worker exits).
-            with open(os.devnull, "rb") as devnull:
-                self.pid = os.posix_spawn(
-                    sys.executable,
-                    [sys.executable, "-m", "webhook.k8s.viewkeeper"],
-                    os.environ,
-                    file_actions=[(os.POSIX_SPAWN_DUP2, devnull.fileno(), 0)],
-                )
-            log.info("view keeper started", extra={"event": "keeper.started", "pid": self.pid})
-            code = _wait(self.pid)
-            self._on_exit(self.pid)
-            self.pid = 0
-            if self._stop.is_set():
-                return
-            log.error(
-                "view keeper exited; restarting",
-                extra={"event": "keeper.exited", "code": code, "retry_in_s": backoff},
-            )
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
