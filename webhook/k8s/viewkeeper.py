@@ -1,10 +1,12 @@
-"""``python -m webhook.k8s.viewkeeper``: the one process per webhook pod that watches.
+"""The view keeper: the one process per webhook pod that watches.
 
-Started (and restarted, should it die) by the gunicorn master (``gunicorn.conf.py``), with the
-same ``PSI_*`` environment as the workers. It runs the pod's ``LiveState`` over the shared
-store (``webhook.sharedview``), publishes each policy once its new watches have listed, and
-states its readiness there; the workers read all of it. It exits when its parent does (a
-SIGKILLed master must not leave a keeper behind), or on SIGTERM.
+Forked (and forked again, should it die) from the preloaded gunicorn master through a zygote
+(``webhook.http.viewkeeper``, started by ``gunicorn.conf.py``), with the same ``PSI_*``
+environment as the workers; ``python -m webhook.k8s.viewkeeper`` runs it alone. It runs the
+pod's ``LiveState`` over the shared store (``webhook.sharedview``), publishes each policy once
+its new watches have listed, and states its readiness there; the workers read all of it. It
+exits when its parent (the zygote) does, so a SIGKILLed master leaves no keeper behind, or on
+SIGTERM.
 """
 
 from __future__ import annotations
