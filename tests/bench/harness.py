@@ -37,6 +37,7 @@ from typing import Any
 
 from certs.files import write_atomic
 from certs.pki import issue, new_ca, service_hosts
+from tests.e2e.reliability import process_name
 from tests.e2e.support import (
     INJECT_LABEL,
     POLICY_NAMESPACE,
@@ -146,9 +147,8 @@ def process_role(pid: int, master: int) -> str:
     or the zygote that forks it (told apart by ``/proc/<pid>/comm``)."""
     if pid == master:
         return "master"
-    try:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
+    name = process_name(pid)
+    if not name:
         return "gone"
     return {KEEPER_NAME: "view keeper", SUPERVISOR_NAME: "keeper's zygote"}.get(name, "worker")
 
