@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
 from webhook.core.clusterview import ClusterView
@@ -42,10 +43,13 @@ from webhook.core.review import AdmissionRequest, JsonPatchOp
 
 __all__ = [
     "MAX_WARNING_LENGTH",
+    "ContainerEntry",
+    "ContainerField",
     "ContainerInput",
     "Findings",
     "ImageDecision",
     "Injection",
+    "NoImage",
     "Plan",
     "Planner",
     "PlannerSlot",
@@ -130,12 +134,7 @@ ScopeKey = tuple[str, tuple[tuple[str, str], ...] | None]
 
 
 class ContainerInput(NamedTuple):
-    """One container as the decision sees it.
-
-    Inputs are tuples, not frozen dataclasses: every review builds one per container and the
-    memo hashes and compares them, which for tuples happens in C (a warm 10-container
-    decision went from 20 to under 10 µs).
-    """
+    """One container as the decision sees it (built from a ``PodInput`` on a memo miss)."""
 
     field: str
     """``containers``, ``initContainers`` or ``ephemeralContainers``."""
@@ -151,16 +150,43 @@ class ContainerInput(NamedTuple):
         return f"spec.{self.field}[{self.position}]"
 
 
+class NoImage(NamedTuple):
+    """A container's image that is not a usable string: what was written, for messages."""
+
+    shown: str
+
+
+ContainerEntry = tuple[str, str | NoImage]
+"""(name, image) of one container, in the order its field lists them."""
+
+ContainerField = tuple[str, tuple[ContainerEntry, ...]]
+"""A container field (``containers`` etc.) and its entries; an entry's index is its position."""
+
+
 class PodInput(NamedTuple):
-    """Everything a pod's decision reads; equal inputs give equal ``Findings``."""
+    """Everything a pod's decision reads; equal inputs give equal ``Findings``.
+
+    Plain tuples of the pod's own strings, not one object per container: every review builds
+    one and the memo hashes and compares it, all of which happens in C for tuples.
+    """
 
     scope: ScopeKey
-    containers: tuple[ContainerInput, ...]
+    containers: tuple[ContainerField, ...]
+    """The fields that list containers, in the order read (absent, empty or odd: left out)."""
     pull_secrets: tuple[str, ...]
     """Names already in ``spec.imagePullSecrets``."""
     pull_secrets_listed: bool
     """``spec.imagePullSecrets`` is a list (append to it) rather than absent or null."""
     service_account: str
+
+    def container_inputs(self) -> list[ContainerInput]:
+        return [
+            ContainerInput(field_name, position, name, image, "")
+            if isinstance(image, str)
+            else ContainerInput(field_name, position, name, None, image.shown)
+            for field_name, entries in self.containers
+            for position, (name, image) in enumerate(entries)
+        ]
 
 
 _new_tuple = tuple.__new__
@@ -169,27 +195,48 @@ _new_tuple = tuple.__new__
 def pod_input(scope: ScopeKey, pod: Mapping[str, Any], fields: Sequence[str]) -> PodInput:
     """Read a pod object (any shape: odd fields read as empty) into a ``PodInput``."""
     spec = _mapping(pod.get("spec"))
-    containers: list[ContainerInput] = []
-    append = containers.append
+    containers: list[ContainerField] = []
     for field_name in fields:
-        for position, raw in enumerate(_list(spec.get(field_name))):
-            container = _mapping(raw)
-            image = container.get("image")
-            name = container.get("name", "")
-            name = name if type(name) is str else str(name)
-            if type(image) is str and image:  # every real pod: the cheap path
-                # tuple.__new__ is ContainerInput(...) without the Python-level __new__
-                # (half the cost, on every container of every review).
-                append(_new_tuple(ContainerInput, (field_name, position, name, image, "")))
-            else:
-                shown = shorten(str(image or ""), 200)
-                append(ContainerInput(field_name, position, name, None, shown))
+        value = spec.get(field_name)
+        if value is not None:
+            entries = _container_entries(value)
+            if entries:
+                containers.append((field_name, entries))
     listed = spec.get("imagePullSecrets")
     pull_secrets = () if listed is None else tuple(_existing_names(listed))
+    # tuple.__new__ is PodInput(...) without the Python-level __new__ (every review builds one)
     return _new_tuple(
         PodInput,
         (scope, tuple(containers), pull_secrets, type(listed) is list, _service_account(spec)),
     )
+
+
+_name_and_image = itemgetter("name", "image")
+
+
+def _container_entries(value: object) -> tuple[ContainerEntry, ...]:
+    containers = _list(value)
+    try:
+        # Every real pod: each container a mapping with a name and an image string, read by
+        # one C call per container. Anything else (a key missing, a container that is not a
+        # mapping) raises, and the field is read one container at a time.
+        entries: tuple[ContainerEntry, ...] = tuple(map(_name_and_image, containers))
+    except (KeyError, TypeError):
+        return tuple(map(_container_entry, containers))
+    for name, image in entries:
+        if type(name) is not str or type(image) is not str or not image:
+            return tuple(map(_container_entry, containers))
+    return entries
+
+
+def _container_entry(raw: object) -> ContainerEntry:
+    container = _mapping(raw)
+    image = container.get("image")
+    name = container.get("name", "")
+    name = name if type(name) is str else str(name)
+    if type(image) is str and image:
+        return (name, image)
+    return (name, NoImage(shorten(str(image or ""), 200)))
 
 
 # -- the planner ------------------------------------------------------------------------------
@@ -288,7 +335,7 @@ class Planner:
 
     def _pod(self, scope: Scope, pod: PodInput) -> Findings:
         notes = _Notes()
-        images = self._decide_images(scope, pod.containers, pod.service_account, notes)
+        images = self._decide_images(scope, pod.container_inputs(), pod.service_account, notes)
         wanted = list(dict.fromkeys(name for image in images for name in image.secrets))
         ops = _append_ops(
             "/spec/imagePullSecrets", pod.pull_secrets_listed, pod.pull_secrets, wanted
@@ -313,8 +360,8 @@ class Planner:
         """Pull secrets of a running pod cannot change: say what is missing, and how to fix it."""
         pod = pod_input(scope.key, obj, ("ephemeralContainers",))
         old = pod_input(scope.key, _mapping(old_obj), ("ephemeralContainers",))
-        old_names = {c.name for c in old.containers}
-        new = tuple(c for c in pod.containers if c.name not in old_names)
+        old_names = {c.name for c in old.container_inputs()}
+        new = [c for c in pod.container_inputs() if c.name not in old_names]
         notes = _Notes()
         images = self._decide_images(scope, new, pod.service_account, notes)
         for image in images:
@@ -604,7 +651,11 @@ def _weigh_scope(key: ScopeKey) -> int:
 
 
 def _weigh_pod(pod: PodInput) -> int:
-    containers = sum(len(c.name) + len(c.image or "") + len(c.shown) + 64 for c in pod.containers)
+    containers = sum(
+        len(name) + len(image if isinstance(image, str) else image.shown) + 64
+        for _, entries in pod.containers
+        for name, image in entries
+    )
     secrets = sum(map(len, pod.pull_secrets))
     return _weigh_scope(pod.scope) + containers + secrets + len(pod.service_account)
 
