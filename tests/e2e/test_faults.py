@@ -330,3 +330,32 @@ def test_a_killed_view_keeper_is_forked_again_and_the_next_edit_is_in_force(
     assert loop.failures == [], loop.failures[:5]
     restarts = [r for r in log if r.get("event") == "keeper.exited"]
     assert [r["code"] for r in restarts] == [-9], restarts
+
+
+def test_a_killed_zygote_stops_the_master_and_its_keeper_so_the_pod_restarts_whole(
+    control_plane: ControlPlane, api: Api, fault_source: None, tmp_path: Path
+) -> None:
+    """Without its zygote nothing would restart the keeper, and the workers would serve on
+    from a view that no longer changes: the master stops itself (the kubelet then restarts
+    the container) and the orphaned keeper follows its parent out."""
+    with own_webhook(control_plane, api, tmp_path / "webhook", "kill-zygote", RULES) as hook:
+        namespace = hook.namespace("kill-zygote")
+        try:
+            control_plane.wait_for_service_account(namespace)
+            hook.wait_called(namespace)
+            assert hook.server.process is not None
+            master = hook.server.process.pid
+            keeper = view_keeper(master)
+            assert keeper is not None, "the master runs a view keeper"
+            zygote = int(Path(f"/proc/{keeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            assert process_name(zygote) == "view-keeper-sup"
+
+            kill_pid(zygote)
+            wait_until(hook.server.exited, "the master to stop itself", 60)
+            wait_until(lambda: not alive(keeper), "the orphaned keeper to exit", 30)
+            log = hook.server.log_records()
+        finally:
+            api.core.delete_namespace(namespace)
+    stopped = [r for r in log if r.get("event") == "keeper.supervisor_exited"]
+    # The code is -9, or None when gunicorn's SIGCHLD handler reaped the zygote first.
+    assert [r["code"] in (-9, None) for r in stopped] == [True], stopped
