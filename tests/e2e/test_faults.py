@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.reliability import (
+    OwnWebhook,
     PodLoop,
     alive,
     kill_pid,
@@ -280,6 +281,21 @@ def test_a_worker_killed_mid_request_fails_no_admission(
 # -- (d) the view keeper killed -----------------------------------------------------------------
 
 
+def serving_keeper(
+    control_plane: ControlPlane, hook: OwnWebhook, namespace: str
+) -> tuple[int, int, int]:
+    """Once ``hook`` serves ``namespace``: its master, view keeper and the keeper's zygote."""
+    control_plane.wait_for_service_account(namespace)
+    hook.wait_called(namespace)
+    assert hook.server.process is not None
+    master = hook.server.process.pid
+    keeper = view_keeper(master)
+    assert keeper is not None, "the master runs a view keeper"
+    zygote = int(Path(f"/proc/{keeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert process_name(zygote) == "view-keeper-sup"
+    return master, keeper, zygote
+
+
 def test_a_killed_view_keeper_is_forked_again_and_the_next_edit_is_in_force(
     control_plane: ControlPlane, api: Api, fault_source: None, tmp_path: Path
 ) -> None:
@@ -290,14 +306,7 @@ def test_a_killed_view_keeper_is_forked_again_and_the_next_edit_is_in_force(
     with own_webhook(control_plane, api, tmp_path / "webhook", "kill-keeper", RULES) as hook:
         namespace = hook.namespace("kill-keeper")
         try:
-            control_plane.wait_for_service_account(namespace)
-            hook.wait_called(namespace)
-            assert hook.server.process is not None
-            master = hook.server.process.pid
-            keeper = view_keeper(master)
-            assert keeper is not None, "the master runs a view keeper"
-            zygote = int(Path(f"/proc/{keeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            assert process_name(zygote) == "view-keeper-sup"
+            master, keeper, zygote = serving_keeper(control_plane, hook, namespace)
             assert listening_ports(master) >= {hook.server.port, hook.server.health_port}
             assert listening_ports(zygote) == set() == listening_ports(keeper)
 
@@ -341,15 +350,7 @@ def test_a_killed_zygote_stops_the_master_and_its_keeper_so_the_pod_restarts_who
     with own_webhook(control_plane, api, tmp_path / "webhook", "kill-zygote", RULES) as hook:
         namespace = hook.namespace("kill-zygote")
         try:
-            control_plane.wait_for_service_account(namespace)
-            hook.wait_called(namespace)
-            assert hook.server.process is not None
-            master = hook.server.process.pid
-            keeper = view_keeper(master)
-            assert keeper is not None, "the master runs a view keeper"
-            zygote = int(Path(f"/proc/{keeper}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            assert process_name(zygote) == "view-keeper-sup"
-
+            _, keeper, zygote = serving_keeper(control_plane, hook, namespace)
             kill_pid(zygote)
             wait_until(hook.server.exited, "the master to stop itself", 60)
             wait_until(lambda: not alive(keeper), "the orphaned keeper to exit", 30)
