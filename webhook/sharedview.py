@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,13 @@ class SharedStore:
     def target_secret(self, namespace: str, name: str) -> TargetSecret | None:
         raw = self._get(self._targets, _key(name, namespace))
         return None if raw is None else TargetSecret(**orjson.loads(raw))
+
+    def target_secrets(
+        self, namespace: str, names: Sequence[str]
+    ) -> tuple[TargetSecret | None, ...]:
+        with self._env.begin(db=self._targets) as txn:
+            found = [txn.get(_key(name, namespace)) for name in names]
+        return tuple(None if raw is None else TargetSecret(**orjson.loads(raw)) for raw in found)
 
     def source_denied(self, namespace: str, name: str) -> str | None:
         denied = self._meta_json(b"denied") or {}

@@ -156,6 +156,30 @@ def test_a_rotated_source_changes_the_answer_of_the_same_pod() -> None:
     assert not slot.get(policy, view).plan(request).ops
 
 
+def test_a_memoised_pod_follows_the_copies_its_namespace_holds_now() -> None:
+    """The memo answers for the pod, never for the namespace's Secrets: a copy deleted,
+    recreated by us, or taken by someone else's Secret changes the next answer at once."""
+    policy = load_policy(policy_text([_RULE]))
+    view = store()
+    planner = Planner(policy, view)
+    request = AdmissionRequest("Pod", "CREATE", "payments", pod(["registry.example.com/a"]))
+
+    def answer() -> tuple[list[str], list[str]]:
+        decided = planner.plan(request)
+        assert decided == plan(policy, request, view)
+        foreign = [w for w in decided.warnings if "not managed by pullsecret-injector" in w]
+        return [copy.name for copy in decided.copies], foreign
+
+    assert answer() == (["corp-pull"], [])  # none there yet: create it
+    view.put_target(target_from_object(target_secret("corp-pull", "payments", managed=True)))
+    assert answer() == ([], [])  # ours now: nothing to create
+    view.put_target(target_from_object(target_secret("corp-pull", "payments", managed=False)))
+    copies, foreign = answer()
+    assert copies == [] and len(foreign) == 1  # someone else's: injected by name, with a warning
+    view.delete_target("payments", "corp-pull")
+    assert answer() == (["corp-pull"], [])
+
+
 _RULE: dict[str, Any] = {
     "registries": [],
     "secrets": ["corp-pull"],

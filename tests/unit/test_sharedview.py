@@ -128,6 +128,7 @@ def test_the_shared_store_reads_back_what_the_in_process_store_does(
                 assert shared.source_secret(ns, name) == local.source_secret(ns, name)
                 assert shared.target_secret(ns, name) == local.target_secret(ns, name)
                 assert shared.source_denied(ns, name) == local.source_denied(ns, name)
+            assert shared.target_secrets(ns, NAMES) == local.target_secrets(ns, NAMES)
         assert shared.sizes() == local.sizes()
         assert shared.namespaces() == local.namespaces()
         assert sorted(shared.targets(), key=repr) == sorted(local.targets(), key=repr)

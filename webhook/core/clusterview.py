@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,6 +81,14 @@ class ClusterView(Protocol):
 
     def target_secret(self, namespace: str, name: str) -> TargetSecret | None:
         """What holds ``name`` in ``namespace``, or ``None`` when nothing does (as far as known)."""
+        ...
+
+    def target_secrets(
+        self, namespace: str, names: Sequence[str]
+    ) -> tuple[TargetSecret | None, ...]:
+        """``target_secret`` for each of ``names``: one call per decision, not one per copy
+        (every admitted pod checks all the copies it is given; a shared store answers them
+        from one read transaction)."""
         ...
 
     def source_denied(self, namespace: str, name: str) -> str | None:
@@ -203,6 +211,12 @@ class ClusterStore:
 
     def target_secret(self, namespace: str, name: str) -> TargetSecret | None:
         return self._targets.get((namespace, name))
+
+    def target_secrets(
+        self, namespace: str, names: Sequence[str]
+    ) -> tuple[TargetSecret | None, ...]:
+        targets = self._targets
+        return tuple([targets.get((namespace, name)) for name in names])
 
     def source_denied(self, namespace: str, name: str) -> str | None:
         return self._denied.get((namespace, name)) or self._denied.get((namespace, ""))

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, TypeVar
 
-from webhook.core.clusterview import ClusterView
+from webhook.core.clusterview import ClusterView, TargetSecret
 from webhook.core.conventions import NAMESPACE_NAME_LABEL
 from webhook.core.copies import CopySpec, desired_copies
 from webhook.core.images import InvalidImageReference, parse_image
@@ -125,6 +125,25 @@ class Findings:
     images: tuple[ImageDecision, ...]
     deny: str | None
     reason: str
+
+
+class _SettledPod(NamedTuple):
+    """A pod's memoised decision, with its plans for the two states a namespace's copies are
+    almost always in (all present and ours; none there yet) built once: a warm review then
+    costs one look-up of its copies instead of assembling a ``Plan``."""
+
+    scope: Scope
+    findings: Findings
+    names: tuple[str, ...]
+    """``findings.wanted``'s names, in order."""
+    all_ours: Plan
+    none_present: Plan
+
+
+_OURS = TargetSecret(namespace="", name="", managed=True)
+"""Stands for "a copy of ours holds the name" when a settled plan is built."""
+
+_is_managed = attrgetter("managed")
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -249,6 +268,8 @@ class Scope:
     key: ScopeKey
     labels: Mapping[str, str]
     """The namespace's labels (empty when not known)."""
+    labels_known: bool
+    """False when the view did not hold the namespace: label selectors could not be applied."""
     copies: Mapping[str, CopySpec]
     """Every copy the namespace should hold; each applicable rule wants at least one."""
     applicable: frozenset[str]
@@ -282,8 +303,8 @@ class Planner:
         self._keyrings: Memo[tuple[ScopeKey, tuple[str, ...]], _KeyringEntry] = _memo(
             lambda key, entry: _weigh_scope(key[0]) + 64 * sum(map(len, entry[1].values()))
         )
-        self._pods: Memo[PodInput, Findings] = _memo(
-            lambda key, findings: 2 * _weigh_pod(key) + 256 * len(findings.images)
+        self._pods: Memo[PodInput, _SettledPod] = _memo(
+            lambda key, settled: 3 * _weigh_pod(key) + 512 * len(settled.findings.images)
         )
 
     def serves(self, policy: Policy, view: ClusterView) -> bool:
@@ -302,25 +323,27 @@ class Planner:
         if not namespace:
             return Plan(namespace="", reason="skipped: no namespace in request or object")
         labels = self.view.namespace_labels(namespace)
-        known = labels is not None
         excluded = self.policy.exclusions.namespace(namespace, labels)
         if excluded is None and request.kind in ("Pod", "ServiceAccount"):
             excluded = self.policy.exclusions.object(request.kind, metadata)
         if excluded is not None:
-            return Plan(namespace=namespace, namespace_known=known, reason=f"skipped: {excluded}")
+            return Plan(
+                namespace=namespace,
+                namespace_known=labels is not None,
+                reason=f"skipped: {excluded}",
+            )
         scope = self.scope(namespace, labels)
         if request.kind == "Pod" and request.sub_resource == "ephemeralcontainers":
             findings, existing = self._ephemeral(scope, obj, request.old_object)
-            return self._finish(scope, known, findings, ensure_only=existing)
+            return self._finish(scope, findings, ensure_only=existing)
         if request.kind == "Pod" and request.sub_resource == "" and request.operation == "CREATE":
             pod = pod_input(scope.key, obj, CONTAINER_FIELDS)
-            findings = self._pods.get(pod, lambda key: self._pod(scope, key))
-            return self._finish(scope, known, findings)
+            return self._current(self._pods.get(pod, lambda key: self._settled_pod(scope, key)))
         if request.kind == "ServiceAccount" and request.operation in ("CREATE", "UPDATE"):
             # UPDATE too: GitOps tools and operators (Argo CD, Flux, OLM) rewrite the list
             # without our entry; it is put back in the same request, so the stored account
             # never lacks it and a server-side diff of their manifest shows no drift.
-            return self._finish(scope, known, self._service_account(scope, obj))
+            return self._finish(scope, self._service_account(scope, obj))
         return Plan(
             namespace=namespace,
             reason=f"skipped: {request.kind} {request.operation} {request.sub_resource}".strip(),
@@ -519,33 +542,62 @@ class Planner:
                     )
         return checked
 
+    def _settled_pod(self, scope: Scope, pod: PodInput) -> _SettledPod:
+        """A pod's findings with the plans of the two states its copies are usually in."""
+        findings = self._pod(scope, pod)
+        names = tuple(spec.name for spec in findings.wanted)
+        return _SettledPod(
+            scope,
+            findings,
+            names,
+            self._settle(scope, findings, (_OURS,) * len(names)),
+            self._settle(scope, findings, (None,) * len(names)),
+        )
+
+    def _current(self, pod: _SettledPod) -> Plan:
+        """A memoised pod's plan for the copies its namespace holds now."""
+        found = self.view.target_secrets(pod.scope.namespace, pod.names)
+        if None not in found:
+            if all(map(_is_managed, found)):
+                return pod.all_ours
+        elif found.count(None) == len(found):
+            return pod.none_present
+        return self._settle(pod.scope, pod.findings, found)
+
     def _finish(
+        self, scope: Scope, findings: Findings, ensure_only: Sequence[str] | None = None
+    ) -> Plan:
+        found = self.view.target_secrets(scope.namespace, [spec.name for spec in findings.wanted])
+        return self._settle(scope, findings, found, ensure_only)
+
+    def _settle(
         self,
         scope: Scope,
-        namespace_known: bool,
         findings: Findings,
+        found: Sequence[TargetSecret | None],
         ensure_only: Sequence[str] | None = None,
     ) -> Plan:
-        """Check the wanted copies against what the namespace holds right now."""
-        namespace = scope.namespace
+        """The plan, given what holds each wanted copy's name in the namespace right now
+        (``found``, in ``findings.wanted``'s order)."""
+        namespace, known = scope.namespace, scope.labels_known
         warnings = list(findings.warnings)
-        ensure: list[CopySpec] = []
-        if not namespace_known:
-            unknown = self._unknown_namespace_warning(namespace, findings)
+        missing = [
+            spec for spec, target in zip(findings.wanted, found, strict=True) if target is None
+        ]
+        if not known:
+            unknown = self._unknown_namespace_warning(namespace, missing)
             if unknown:
                 add_warning(warnings, unknown)
-        target_secret = self.view.target_secret
-        for spec in findings.wanted:
-            target = target_secret(namespace, spec.name)
-            if target is None:
-                if namespace_known and (ensure_only is None or spec.name in ensure_only):
-                    ensure.append(spec)  # missing: create it before the pod pulls
-            elif not target.managed:
+        for spec, target in zip(findings.wanted, found, strict=True):
+            if target is not None and not target.managed:
                 add_warning(
                     warnings,
                     f"Secret {spec.name} in {namespace} is not managed by "
                     "pullsecret-injector; injected by name, its content is left untouched",
                 )
+        ensure = [
+            spec for spec in missing if known and (ensure_only is None or spec.name in ensure_only)
+        ]  # missing: create them before the pod pulls
         return Plan(
             namespace=namespace,
             ops=findings.ops,
@@ -554,22 +606,19 @@ class Planner:
             injections=findings.injections,
             images=findings.images,
             deny=findings.deny,
-            namespace_known=namespace_known,
+            namespace_known=known,
             reason=findings.reason,
         )
 
-    def _unknown_namespace_warning(self, namespace: str, findings: Findings) -> str | None:
+    def _unknown_namespace_warning(self, namespace: str, missing: Sequence[CopySpec]) -> str | None:
         """What a namespace we could not look up cost this decision, if anything."""
         missed = []
         if any(not r.namespaces.reads_only(NAMESPACE_NAME_LABEL) for r in self.policy.rules):
             missed.append("rules that select namespaces by label were not applied")
-        missing = [
-            s.name for s in findings.wanted if not self.view.target_secret(namespace, s.name)
-        ]
         if missing:
             missed.append(
-                f"{', '.join(missing)} not created now (the controller creates it once it sees "
-                "the namespace; the pull fails until then)"
+                f"{', '.join(spec.name for spec in missing)} not created now (the controller "
+                "creates it once it sees the namespace; the pull fails until then)"
             )
         if not missed:
             return None
@@ -582,7 +631,7 @@ class Planner:
         copies = desired_copies(self.policy, key[0], labels, self.view)
         rules = tuple(dict.fromkeys(r for spec in copies.values() for r in spec.rules))
         ordered = tuple(sorted(rules, key=self._order.__getitem__))
-        return Scope(key, labels or {}, copies, frozenset(rules), ordered)
+        return Scope(key, labels or {}, labels is not None, copies, frozenset(rules), ordered)
 
     def _keyring(self, scope: Scope, secrets: tuple[str, ...]) -> _KeyringEntry:
         """One keyring per set of injected secrets: the kubelet merges a pod's secrets."""
