@@ -19,7 +19,9 @@ Reading order: the result types; ``Planner`` (one policy against one state of th
 secrets, owning every cache that pair allows) and its three decisions, pod, ephemeral
 containers and ServiceAccount, each a function of an explicit input; then the steps they
 share. A pod's decision is memoised under its ``PodInput``, the very value it is computed
-from, so the memo cannot answer for an input it did not see.
+from, so the memo cannot answer for an input it did not see. What the namespace holds is never
+memoised: every review looks its copies up again (``ClusterView.target_secrets``), and the memo
+keeps ready plans only for the two answers that look-up almost always gives.
 """
 
 from __future__ import annotations
