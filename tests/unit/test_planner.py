@@ -175,7 +175,8 @@ def test_a_memoised_pod_follows_the_copies_its_namespace_holds_now() -> None:
     assert answer() == ([], [])  # ours now: nothing to create
     view.put_target(target_from_object(target_secret("corp-pull", "payments", managed=False)))
     copies, foreign = answer()
-    assert copies == [] and len(foreign) == 1  # someone else's: injected by name, with a warning
+    assert copies == []  # someone else's: injected by name ...
+    assert len(foreign) == 1  # ... with a warning
     view.delete_target("payments", "corp-pull")
     assert answer() == (["corp-pull"], [])
 
