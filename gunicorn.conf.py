@@ -86,10 +86,11 @@ def on_starting(server):
 def _preload_libraries():
     """Import the libraries in the master, so that the forked workers share those pages.
 
-    The kubernetes client alone is ~55 MiB of modules per process; imported after the fork,
-    every worker holds its own copy. ``gc.freeze`` keeps the collector from writing to (and
-    so un-sharing) the objects imported here. Only imports: no threads, clients or metrics
-    exist in the master.
+    Flask, prometheus_client and our own modules are a few tens of MiB per process; imported
+    after the fork, every worker holds its own copy. (The pod talks to the API server through
+    ``webhook.k8s.rest`` and never imports the ~55 MiB kubernetes client.) ``gc.freeze`` keeps
+    the collector from writing to (and so un-sharing) the objects imported here. Only imports:
+    no threads, clients or metrics exist in the master.
     """
     import webhook.app  # noqa: PLC0415
 

@@ -8,13 +8,13 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from tests.unit.factories import pull_secret
 from webhook.core.clusterview import ClusterStore, source_from_object
 from webhook.core.copies import CopySpec
 from webhook.k8s.copies import create_copies
+from webhook.k8s.rest import ApiError
 from webhook.metrics import Metrics
 
 MANAGED_NAME = (
@@ -25,15 +25,15 @@ MANAGED_NAME = (
 
 
 class Refusing:
-    """A CoreV1Api whose create answers with one refusal."""
+    """A core/v1 client whose create answers with one refusal."""
 
     def __init__(self, status: int, message: str) -> None:
         self.status, self.message = status, message
 
     def create_namespaced_secret(self, *args: Any, **kwargs: Any) -> None:
-        exc = ApiException(status=self.status, reason="Forbidden")
-        exc.body = json.dumps({"kind": "Status", "message": self.message})
-        raise exc
+        raise ApiError(
+            self.status, "Forbidden", json.dumps({"kind": "Status", "message": self.message})
+        )
 
 
 @pytest.mark.parametrize(

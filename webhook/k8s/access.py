@@ -18,14 +18,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client import AuthorizationV1Api
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.permissions import Identity, Missing, Need, needs
 from webhook.core.policy import Policy
+from webhook.k8s.client import self_subject_access_review
 
 __all__ = ["AccessReviewFailed", "can_list_secrets", "check_release"]
 
@@ -33,8 +31,7 @@ log = logging.getLogger("webhook.k8s.access")
 
 
 def can_list_secrets(api: Any, namespace: str) -> bool:
-    """May this process list and watch every Secret in ``namespace``?"""
-    authorization = AuthorizationV1Api(api)
+    """May this process list and watch every Secret in ``namespace``? (Either client.)"""
     for verb in ("list", "watch"):
         review = {
             "apiVersion": "authorization.k8s.io/v1",
@@ -44,14 +41,14 @@ def can_list_secrets(api: Any, namespace: str) -> bool:
             },
         }
         try:
-            answer = authorization.create_self_subject_access_review(review, _request_timeout=5)
+            answer = self_subject_access_review(api, review, timeout=5)
         except Exception as exc:
             log.warning(
                 "access review failed; watching source secrets one by one",
                 extra={"event": "access.review_failed", "namespace": namespace, "error": str(exc)},
             )
             return False
-        if not (answer.status and answer.status.allowed):
+        if (answer.get("status") or {}).get("allowed") is not True:
             return False
     return True
 
@@ -65,8 +62,11 @@ def check_release(api: Any, policy: Policy, identities: Sequence[Identity]) -> l
     """Every permission ``policy`` needs that the release's identities do not hold.
 
     Raises ``AccessReviewFailed`` when a question cannot be asked: an unanswered question
-    must never read as "granted", nor as "missing".
+    must never read as "granted", nor as "missing". ``api`` is the official client (the CLI's).
     """
+    from kubernetes.client import AuthorizationV1Api  # noqa: PLC0415 - not on the pod's path
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
     authorization = AuthorizationV1Api(api)
     missing: list[Missing] = []
     try:
@@ -114,6 +114,9 @@ def _allowed(authorization: Any, identity: Identity, need: Need, verb: str) -> b
 def _dry_run_copy(api: Any, identity: Identity, name: str) -> str:
     """Why the API server would refuse the webhook a copy called ``name`` ("" if it would not):
     the chart's ValidatingAdmissionPolicy allows only the copy names the chart rendered."""
+    from kubernetes import client  # noqa: PLC0415 - not on the pod's path
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
     impersonating = client.ApiClient(api.configuration)
     impersonating.set_default_header("Impersonate-User", identity.user)
     # One header value only (the client keeps a dict); the admission policy matches the user.
@@ -145,7 +148,7 @@ def _dry_run_copy(api: Any, identity: Identity, name: str) -> str:
     return ""
 
 
-def _message(exc: ApiException) -> str:
+def _message(exc: Any) -> str:
     """The API server's own words (its Status message), else the HTTP reason."""
     try:
         status = json.loads(exc.body or "")

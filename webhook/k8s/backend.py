@@ -17,7 +17,6 @@ import logging
 import threading
 from pathlib import Path
 
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from webhook.core.clusterview import ClusterView
@@ -26,6 +25,7 @@ from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 from webhook.k8s import client as k8s_client
 from webhook.k8s.copies import create_copies
+from webhook.k8s.rest import ApiError
 from webhook.metrics import Metrics
 from webhook.settings import Settings, SettingsError
 from webhook.sharedview import SharedStore
@@ -123,7 +123,7 @@ class SharedBackend:
             response = self.core.read_namespace(
                 namespace, _request_timeout=1.0, _preload_content=False
             )
-        except (ApiException, OSError, HTTPError) as exc:
+        except (ApiError, OSError, HTTPError) as exc:
             log.warning(
                 "namespace lookup failed",
                 extra={

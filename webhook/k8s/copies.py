@@ -14,12 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from webhook.core.clusterview import ViewStore, target_from_object
 from webhook.core.conventions import WARNING_PREFIX
 from webhook.core.copies import CopiesEnsured, CopySpec, render_copy
 from webhook.core.messages import MAX_WARNING_LENGTH, shorten
+from webhook.k8s.rest import ApiError
 from webhook.metrics import Metrics
 
 __all__ = ["create_copies"]
@@ -57,7 +56,7 @@ def create_copies(
                 spec.namespace, body, _request_timeout=remaining, _preload_content=False
             )
             store.put_target(target_from_object(body))
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 outcome = "exists"
             elif exc.status in _REFUSALS:
@@ -90,7 +89,7 @@ _REFUSALS = frozenset({400, 403, 404, 422})
 admission policy, quota exceeded, namespace gone or terminating, invalid)."""
 
 
-def _api_message(exc: ApiException) -> str:
+def _api_message(exc: ApiError) -> str:
     """The API server's own reason (it names the quota or admission policy that refused)."""
     try:
         message = str(json.loads(exc.body or "").get("message") or "")

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+from webhook.k8s.rest import ApiError
 
 __all__ = ["record_event"]
 
@@ -61,7 +61,7 @@ def record_event(
     }
     try:
         core.create_namespaced_event(namespace, body, _request_timeout=5, _preload_content=False)
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 409:
             log.warning(
                 "could not record event",

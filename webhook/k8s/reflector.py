@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
-from kubernetes.client.exceptions import ApiException
+
+from webhook.k8s.rest import ApiError
 
 __all__ = [
     "ListCall",
@@ -137,10 +138,10 @@ class Reflector:
             except Exception as exc:
                 if self._stop.is_set():
                     break
-                if isinstance(exc, ApiException) and exc.status == 410:
+                if isinstance(exc, ApiError) and exc.status == 410:
                     resource_version = None
                     continue
-                forbidden = isinstance(exc, ApiException) and exc.status == 403
+                forbidden = isinstance(exc, ApiError) and exc.status == 403
                 self.last_error = _describe(exc)
                 # A missing permission stays missing until RBAC changes: say it once, then
                 # keep retrying quietly (the retry is what picks up a `helm upgrade`).
@@ -230,7 +231,7 @@ def stop_all(watches: Iterable[Watch], timeout: float = 5.0) -> None:
 
 def _describe(exc: Exception) -> str:
     """One line for logs and readiness: the API server's own message when it sent one."""
-    if isinstance(exc, ApiException):
+    if isinstance(exc, ApiError):
         try:
             message = json.loads(exc.body or "").get("message")
         except (ValueError, AttributeError):
