@@ -31,6 +31,7 @@ from webhook.core.conventions import (
 from webhook.core.dockerconfig import encode_secret_data
 from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
+from webhook.core.ruleindex import rule_index
 
 __all__ = [
     "CopiesEnsured",
@@ -90,16 +91,17 @@ def applicable_rules(
     against guessed labels)."""
     if policy.exclusions.namespace(namespace, labels) is not None:
         return []
+    candidates = rule_index(policy).candidates(namespace)
     if labels is None:
         # The API server sets the name label on every namespace: that one is always known.
         name_only = {NAMESPACE_NAME_LABEL: namespace}
         return [
             rule
-            for rule in policy.rules
+            for rule in candidates
             if rule.namespaces.reads_only(NAMESPACE_NAME_LABEL)
             and rule.namespaces.matches(namespace, name_only)
         ]
-    return [rule for rule in policy.rules if rule.namespaces.matches(namespace, labels)]
+    return [rule for rule in candidates if rule.namespaces.matches(namespace, labels)]
 
 
 def grant_subset(keys: Sequence[str], patterns: Sequence[str]) -> KeyMapping:

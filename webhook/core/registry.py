@@ -38,6 +38,7 @@ __all__ = [
     "bucket_key",
     "candidate_buckets",
     "check_pattern",
+    "glob_literal_prefix",
     "glob_match",
     "is_default_registry_match",
     "is_valid_glob",
@@ -248,6 +249,21 @@ def _glob_match_uncached(key: tuple[str, str]) -> bool:
     except _BadPattern:
         return False
     return _match_tokens(tokens, name)
+
+
+def glob_literal_prefix(pattern: str) -> str | None:
+    """What every name ``pattern`` matches starts with (escapes resolved); ``None`` when the
+    pattern is malformed and so matches nothing. Lets an index skip patterns cheaply."""
+    try:
+        tokens = _compile_glob(pattern)
+    except _BadPattern:
+        return None
+    prefix = []
+    for token in tokens:
+        if not isinstance(token, str):
+            break
+        prefix.append(token)
+    return "".join(prefix)
 
 
 def is_valid_glob(pattern: str) -> bool:
