@@ -31,7 +31,7 @@ from webhook.core.conventions import (
 from webhook.core.dockerconfig import encode_secret_data
 from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
-from webhook.core.ruleindex import rule_index
+from webhook.core.namespaceindex import namespace_index
 
 __all__ = [
     "CopiesEnsured",
@@ -91,7 +91,7 @@ def applicable_rules(
     against guessed labels)."""
     if policy.exclusions.namespace(namespace, labels) is not None:
         return []
-    candidates = rule_index(policy).candidates(namespace)
+    candidates = namespace_index(policy).candidates(namespace)
     if labels is None:
         # The API server sets the name label on every namespace: that one is always known.
         name_only = {NAMESPACE_NAME_LABEL: namespace}

@@ -14,7 +14,7 @@ import pytest
 from webhook.core.copies import applicable_rules
 from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import glob_literal_prefix
-from webhook.core.ruleindex import RuleIndex, rule_index
+from webhook.core.namespaceindex import NamespaceIndex, namespace_index
 from webhook.core.selectors import LabelSelector, NamespaceScope, Requirement
 
 PATTERN_PARTS = ["a", "b", "*", "?", "[a-b]", "[^a]", "\\*", "\\", "["]
@@ -33,7 +33,7 @@ def _every_rule(rules: tuple[Rule, ...], namespace: str) -> list[str]:
     return [r.name for r in rules if r.namespaces.matches(namespace, {})]
 
 
-def _indexed(index: RuleIndex, namespace: str) -> list[str]:
+def _indexed(index: NamespaceIndex, namespace: str) -> list[str]:
     return [r.name for r in index.candidates(namespace) if r.namespaces.matches(namespace, {})]
 
 
@@ -59,7 +59,7 @@ def test_same_answers_as_trying_every_rule_exhaustively() -> None:
         {"".join(p) for size in range(4) for p in itertools.product(PATTERN_PARTS, repeat=size)}
     )
     rules = tuple(_rule(f"r{i}", (p,)) for i, p in enumerate(patterns))
-    index = RuleIndex.of(rules)
+    index = NamespaceIndex.of(rules)
     names = ["".join(c) for size in range(5) for c in itertools.product(NAME_CHARS, repeat=size)]
     differing = [n for n in names if _indexed(index, n) != _every_rule(rules, n)]
     assert differing == []
@@ -113,13 +113,13 @@ def test_unknown_labels_still_reach_name_only_rules() -> None:
 
 def test_narrows_a_team_per_rule_policy_to_the_team() -> None:
     rules = tuple(_rule(f"r{t}", (f"t{t}-*",)) for t in range(2000))
-    index = RuleIndex.of(rules)
+    index = NamespaceIndex.of(rules)
     assert [r.name for r in index.candidates("t1234-3")] == ["r1234"]  # not 2,000 tried
     assert [r.name for r in index.candidates("t12345-3")] == []
 
 
 def test_built_once_per_policy_in_force() -> None:
     first, second = Policy(rules=SHAPES, generation="1"), Policy(rules=SHAPES[:1], generation="2")
-    assert rule_index(first) is rule_index(first)
-    assert [r.name for r in rule_index(second).rules] == ["team-a"]
-    assert len(rule_index(first).rules) == len(SHAPES)
+    assert namespace_index(first) is namespace_index(first)
+    assert [r.name for r in namespace_index(second).rules] == ["team-a"]
+    assert len(namespace_index(first).rules) == len(SHAPES)

@@ -9,6 +9,7 @@ literal prefix (the text before its first wildcard). So each rule is filed under
 prefixes of its include globs, and a namespace's candidates are the rules filed under one
 of its own prefixes: at most 64 dictionary look-ups, then the full test on those few.
 
+(``webhook.core.matcher.RuleIndex`` is the other half: rules by the images they cover.)
 The index only narrows; ``NamespaceScope.matches`` still decides, so answers are exactly
 those of trying every rule, in policy order.
 """
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 from webhook.core.policy import Policy, Rule
 from webhook.core.registry import glob_literal_prefix
 
-__all__ = ["RuleIndex", "rule_index"]
+__all__ = ["NamespaceIndex", "namespace_index"]
 
 
 @dataclass(frozen=True, slots=True)
-class RuleIndex:
+class NamespaceIndex:
     """A policy's rules filed by the literal prefixes of their include globs."""
 
     rules: tuple[Rule, ...]
@@ -34,7 +35,7 @@ class RuleIndex:
     longest: int
 
     @classmethod
-    def of(cls, rules: tuple[Rule, ...]) -> RuleIndex:
+    def of(cls, rules: tuple[Rule, ...]) -> NamespaceIndex:
         filed: dict[str, set[int]] = {}
         for position, rule in enumerate(rules):
             for pattern in rule.namespaces.include:
@@ -57,11 +58,11 @@ class RuleIndex:
         return [self.rules[position] for position in sorted(positions)]
 
 
-_latest: list[tuple[Policy, RuleIndex]] = []
+_latest: list[tuple[Policy, NamespaceIndex]] = []
 """The last policy's index: a one-slot list, replaced whole (one atomic store)."""
 
 
-def rule_index(policy: Policy) -> RuleIndex:
+def namespace_index(policy: Policy) -> NamespaceIndex:
     """The index of ``policy``'s rules, built once per policy in force.
 
     One policy is in force at a time, so the last one's index is kept (by identity: two
@@ -70,6 +71,6 @@ def rule_index(policy: Policy) -> RuleIndex:
     for known, index in _latest[:1]:
         if known is policy:
             return index
-    index = RuleIndex.of(policy.rules)
+    index = NamespaceIndex.of(policy.rules)
     _latest[:] = [(policy, index)]
     return index
