@@ -12,9 +12,9 @@ import itertools
 import pytest
 
 from webhook.core.copies import applicable_rules
+from webhook.core.namespaceindex import NamespaceIndex, namespace_index
 from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import glob_literal_prefix
-from webhook.core.namespaceindex import NamespaceIndex, namespace_index
 from webhook.core.selectors import LabelSelector, NamespaceScope, Requirement
 
 PATTERN_PARTS = ["a", "b", "*", "?", "[a-b]", "[^a]", "\\*", "\\", "["]

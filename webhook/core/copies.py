@@ -29,9 +29,9 @@ from webhook.core.conventions import (
     SOURCE_ANNOTATION,
 )
 from webhook.core.dockerconfig import encode_secret_data
+from webhook.core.namespaceindex import namespace_index
 from webhook.core.policy import Policy, Rule, SecretRef
 from webhook.core.registry import DEFAULT_REGISTRY_KEY, normalize_key, urls_match
-from webhook.core.namespaceindex import namespace_index
 
 __all__ = [
     "CopiesEnsured",
