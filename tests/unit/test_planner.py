@@ -189,3 +189,18 @@ _RULE: dict[str, Any] = {
     "accounts": [],
     "deny": False,
 }
+
+
+def test_namespaces_the_policy_treats_alike_share_one_rule_set() -> None:
+    """Memoised namespaces reached by the same rules hold one rule set between them, not one
+    each: with 1,000 rules reaching every namespace that was ~40 KiB per namespace."""
+    policy = load_policy(policy_text([_RULE, {**_RULE, "secrets": ["quay-pull"]}]))
+    planner = Planner(policy, store())
+    first, second = planner.scope("team-x", {"team": "x"}), planner.scope("team-y", {})
+    assert first.ordered_rules == ("r0", "r1")
+    assert first.applicable == {"r0", "r1"}
+    assert first.ordered_rules is second.ordered_rules
+    assert first.applicable is second.applicable
+    assert first.copies["corp-pull"].rules is second.copies["corp-pull"].rules
+    assert first.copies["corp-pull"].namespace == "team-x"
+    assert second.copies["corp-pull"].namespace == "team-y"
