@@ -302,10 +302,12 @@ class Planner:
         self._scopes: Memo[ScopeKey, Scope] = _memo(
             lambda key, scope: _weigh_scope(key) + _COPY_BYTES * len(scope.copies)
         )
-        self._rule_sets: dict[tuple[str, ...], tuple[frozenset[str], tuple[str, ...]]] = {}
-        """One instance of each applicable-rule set and its per-copy rule tuples: namespaces
-        a policy treats alike (most, in a cluster) share them instead of holding a copy each
-        (with 1,000 rules reaching every namespace that was ~40 KiB per memoised namespace)."""
+        self._rule_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._rule_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        """One instance of each tuple of rule names (a scope's, a copy's) and of each scope's
+        applicable set: namespaces a policy treats alike (most, in a cluster) share them
+        instead of holding a copy each (with 1,000 rules reaching every namespace that was
+        ~40 KiB per memoised namespace)."""
         self._keyrings: Memo[tuple[ScopeKey, tuple[str, ...]], _KeyringEntry] = _memo(
             lambda key, entry: _weigh_scope(key[0]) + 64 * sum(map(len, entry[1].values()))
         )
@@ -636,22 +638,21 @@ class Planner:
         labels = None if key[1] is None else dict(key[1])
         copies = desired_copies(self.policy, key[0], labels, self.view)
         rules = dict.fromkeys(r for spec in copies.values() for r in spec.rules)
-        applicable, ordered = self._shared_rule_set(
-            tuple(sorted(rules, key=self._order.__getitem__))
-        )
-        copies = {name: self._shared_rules(spec) for name, spec in copies.items()}
+        ordered = self._shared(tuple(sorted(rules, key=self._order.__getitem__)))
+        applicable = self._rule_sets.get(ordered)
+        if applicable is None:
+            applicable = self._rule_sets[ordered] = frozenset(ordered)
+        copies = {name: self._with_shared_rules(spec) for name, spec in copies.items()}
         return Scope(key, labels or {}, labels is not None, copies, applicable, ordered)
 
-    def _shared_rule_set(self, ordered: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
-        shared = self._rule_sets.get(ordered)
-        if shared is None:
-            if len(self._rule_sets) >= MEMO_ENTRIES:  # bounded like the memos it serves
-                self._rule_sets.clear()
-            shared = self._rule_sets[ordered] = (frozenset(ordered), ordered)
-        return shared
+    def _shared(self, rules: tuple[str, ...]) -> tuple[str, ...]:
+        if len(self._rule_tuples) >= MEMO_ENTRIES:  # bounded like the memo they serve
+            self._rule_tuples.clear()
+            self._rule_sets.clear()
+        return self._rule_tuples.setdefault(rules, rules)
 
-    def _shared_rules(self, spec: CopySpec) -> CopySpec:
-        rules = self._shared_rule_set(spec.rules)[1]
+    def _with_shared_rules(self, spec: CopySpec) -> CopySpec:
+        rules = self._shared(spec.rules)
         return spec if rules is spec.rules else replace(spec, rules=rules)
 
     def _keyring(self, scope: Scope, secrets: tuple[str, ...]) -> _KeyringEntry:
