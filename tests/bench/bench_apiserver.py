@@ -86,6 +86,8 @@ class Phase:
     first_error: str = ""
     inapp: dict[float, float] = field(default_factory=dict)
     """Ours only: its own ``review()`` duration histogram delta (same shape)."""
+    sent_at: list[float] = field(default_factory=list)
+    """Per pod, in the order of ``service_ms``: when it was sent (``time.monotonic()``)."""
 
     @property
     def rate(self) -> float:
@@ -235,6 +237,7 @@ def create_pods(
     """Open loop: pod ``i`` is due at ``start + i / rate``; ``in_flight`` threads send them."""
     service: list[float] = []
     scheduled: list[float] = []
+    sent_at: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     next_index = [0]
@@ -263,6 +266,7 @@ def create_pods(
                 if status == 201:
                     service.append((done - sent) * 1000)
                     scheduled.append((done - due) * 1000)
+                    sent_at.append(sent)
                 else:
                     errors.append(f"{status} {str(document.get('message', document))[:300]}")
 
@@ -282,6 +286,7 @@ def create_pods(
         scheduled,
         {},
         errors[0] if errors else "",
+        sent_at=sent_at,
     )
 
 

@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
+import re
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.bench.bench_apiserver import (
+    WEBHOOK_METRIC,
+    Phase,
     create_pods,
     histogram_quantile,
     inapp_histogram,
@@ -73,6 +75,7 @@ from tests.e2e.support import (
 from tools.controlplane import ControlPlane, resolve_bin_dir
 
 MIB = 1024
+WINDOW_SECONDS = 5.0
 
 
 @dataclass
@@ -108,28 +111,59 @@ class Scale:
         return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Counts:
+    """One scrape of the API server: its request count (without watches), the watches it
+    holds, and its admit-webhook duration histogram (cumulative buckets, seconds)."""
+
+    at: float
+    requests: float
+    watches: float
+    webhook: dict[float, float]
+
+
 @dataclass
 class ApiServerCounters:
-    """What the API server itself counts: requests by verb, and the watches it holds."""
+    """What the API server itself counts, scraped from its ``/metrics``."""
 
     plane: ControlPlane
-    samples: list[tuple[float, float]] = field(default_factory=list)
 
-    def scrape(self) -> dict[str, float]:
+    def scrape(self) -> Counts:
         status, text = self.plane.get("/metrics", timeout=30)
         if status != 200:
             raise RuntimeError(f"/metrics: {status}")
+        # A line filter, not the prometheus parser: the API server's exposition is megabytes,
+        # and parsing all of it every window took this process a core-second per scrape, on
+        # the same two cores as what is measured.
         requests = watches = 0.0
-        for family in text_string_to_metric_families(text.decode()):
-            if family.name == "apiserver_request":
-                for sample in family.samples:
-                    if sample.name == "apiserver_request_total" and sample.labels.get(
-                        "verb"
-                    ) not in ("WATCH", "CONNECT"):
-                        requests += sample.value
-            elif family.name == "apiserver_longrunning_requests":
-                watches += sum(s.value for s in family.samples if s.labels.get("verb") == "WATCH")
-        return {"requests": requests, "watches": watches}
+        webhook: dict[float, float] = {}
+        for line in text.decode().splitlines():
+            if line.startswith(_REQUESTS):
+                labels, value = _sample(line)
+                if labels.get("verb") not in ("WATCH", "CONNECT"):
+                    requests += value
+            elif line.startswith(_LONGRUNNING):
+                labels, value = _sample(line)
+                if labels.get("verb") == "WATCH":
+                    watches += value
+            elif line.startswith(_WEBHOOK_BUCKETS):
+                labels, value = _sample(line)
+                if labels.get("type") == "admit":
+                    le = float(labels["le"])
+                    webhook[le] = webhook.get(le, 0) + value
+        return Counts(time.monotonic(), requests, watches, webhook)
+
+
+_REQUESTS = "apiserver_request_total{"
+_LONGRUNNING = "apiserver_longrunning_requests{"
+_WEBHOOK_BUCKETS = WEBHOOK_METRIC + "_bucket{"
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _sample(line: str) -> tuple[dict[str, str], float]:
+    """Labels and value of one exposition line ``name{k="v",...} value``."""
+    labels, _, value = line.rpartition("}")
+    return dict(_LABEL.findall(labels)), float(value.split()[0])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -175,7 +209,7 @@ def run(plane: ControlPlane, scale: Scale, workdir: Path, args: argparse.Namespa
     cluster = Cluster(workdir, plane, api, raw)
     ours = Ours(cluster, workdir / "ours", certificates)
     cold = timed(ours.start)
-    held = counters.scrape()["watches"] - before["watches"]
+    held = counters.scrape().watches - before.watches
     memory = tree_pss_kib(ours.pid)
     threads = {pid: threads_of(pid) for pid in tree_pids(ours.pid)}
     roles = {pid: process_role(pid, ours.pid) for pid in memory}
@@ -257,17 +291,17 @@ def converge(
     controller.workdir.mkdir(parents=True, exist_ok=True)
     pod = _pod(namespace)
     path = f"/api/v1/namespaces/{namespace}/pods"
-    rates: list[tuple[float, float]] = []
+    samples: list[Counts] = []
     done = threading.Event()
 
-    def sample_rates() -> None:
+    def sample() -> None:
         while not done.is_set():
-            rates.append((time.monotonic(), counters.scrape()["requests"]))
-            done.wait(10)
+            samples.append(counters.scrape())
+            done.wait(WINDOW_SECONDS)
 
-    sampler = threading.Thread(target=sample_rates, daemon=True)
+    sampler = threading.Thread(target=sample, daemon=True)
     start = time.monotonic()
-    base = counters.scrape()["requests"]
+    base = counters.scrape().requests
     histogram_before, inapp_before = webhook_histogram(cluster), inapp_histogram(ours)
     sampler.start()
     controller.start(wait_ready=False)
@@ -281,7 +315,7 @@ def converge(
             interval=5,
         )
         converged = time.monotonic() - start
-        total = counters.scrape()["requests"] - base
+        total = counters.scrape().requests - base
         own = controller.metric_value("pullsecret_injector_client_requests_total")
         throttled = controller.metric_value("pullsecret_injector_client_rate_limited_seconds_total")
     finally:
@@ -289,7 +323,10 @@ def converge(
         sampler.join(15)
         controller.stop()
     busiest = max(
-        ((b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(rates)),
+        (
+            (b.requests - a.requests) / (b.at - a.at)
+            for a, b in zip(samples, samples[2:], strict=False)  # 2 windows: 10 s
+        ),
         default=float("nan"),
     )
     buckets = {le: histogram_after[le] - histogram_before.get(le, 0) for le in histogram_after}
@@ -317,6 +354,33 @@ def converge(
     )
     if phase.first_error:
         print(f"\nFirst pod error: {phase.first_error}")
+    print(timeline(samples, phase, start))
+
+
+def timeline(samples: Sequence[Counts], phase: Phase, start: float) -> str:
+    """Admission per window of the convergence: is the tail spread out or in one burst?"""
+    lines = [
+        f"\n#### Admission per window of ~{WINDOW_SECONDS:g} s\n",
+        "| window s | API server req/s | webhook calls | ≤ 25 ms | > 100 ms | "
+        "webhook p99 ms (interp.) | pods created | create p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a, b in itertools.pairwise(samples):
+        window = {le: b.webhook.get(le, 0) - a.webhook.get(le, 0) for le in b.webhook}
+        calls = window.get(math.inf, 0)
+        if not calls:
+            continue
+        creates = [
+            ms for ms, at in zip(phase.service_ms, phase.sent_at, strict=True) if a.at <= at < b.at
+        ]
+        lines.append(
+            f"| {a.at - start:.0f}-{b.at - start:.0f} | "
+            f"{(b.requests - a.requests) / (b.at - a.at):.0f} | {calls:.0f} | "
+            f"{share_within(window, 0.025):.1%} | {calls - window.get(0.1, 0):.0f} | "
+            f"{histogram_quantile(0.99, window) * 1000:.1f} | {len(creates)} | "
+            f"{percentile(creates, 99):.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def created_copies(controller: ControllerProcess, ours: Ours) -> float:
