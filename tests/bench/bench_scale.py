@@ -49,8 +49,10 @@ from tests.bench.bench_apiserver import (
 from tests.bench.harness import (
     Certificates,
     Cluster,
+    GoWebhook,
     Ours,
     RawApi,
+    Server,
     bulk,
     machine_summary,
     percentile,
@@ -176,6 +178,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pods", type=int, default=6000, help="pods created during it")
     parser.add_argument("--controller-qps", type=float, default=40.0, help="PSI_CONTROLLER_QPS")
     parser.add_argument("--controller-burst", type=int, default=50, help="PSI_CONTROLLER_BURST")
+    parser.add_argument(
+        "--admission",
+        choices=("ours", "go"),
+        default="ours",
+        help="who answers the pods' admission during convergence: ours, or the Go no-op "
+        "webhook of bench_apiserver (ours keeps running and watching either way), to show "
+        "the floor this machine sets",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     scale = Scale(args.namespaces, args.per_team, args.rules, args.sources)
@@ -269,10 +279,15 @@ def converge(
     plane, api, raw = cluster.plane, cluster.api, cluster.raw
     namespace = scale.namespace(0, 0)
     raw.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "default"}})
+    admitter: Server = ours
+    if args.admission == "go":
+        admitter = GoWebhook(cluster.workdir / "go", certificates, None)
+        admitter.start()
+    print(f"Admission during convergence answered by: {admitter.name}.\n", flush=True)
     register_webhook(
         api,
         webhook_configuration(
-            "bench-scale", certificates.ca_pem, url=ours.url, failure_policy="Fail"
+            "bench-scale", certificates.ca_pem, url=admitter.url, failure_policy="Fail"
         ),
     )
     controller = ControllerProcess(
@@ -322,6 +337,8 @@ def converge(
         done.set()
         sampler.join(15)
         controller.stop()
+        if admitter is not ours:
+            admitter.stop()
     busiest = max(
         (
             (b.requests - a.requests) / (b.at - a.at)
