@@ -50,6 +50,7 @@ from tests.bench.harness import (
     Certificates,
     Cluster,
     GoWebhook,
+    NoopFlask,
     Ours,
     RawApi,
     Server,
@@ -122,6 +123,8 @@ class Counts:
     requests: float
     watches: float
     webhook: dict[float, float]
+    collections: float = 0.0
+    """Garbage collections the API server's Go runtime has completed."""
 
 
 @dataclass
@@ -137,7 +140,7 @@ class ApiServerCounters:
         # A line filter, not the prometheus parser: the API server's exposition is megabytes,
         # and parsing all of it every window took this process a core-second per scrape, on
         # the same two cores as what is measured.
-        requests = watches = 0.0
+        requests = watches = collections = 0.0
         webhook: dict[float, float] = {}
         for line in text.decode().splitlines():
             if line.startswith(_REQUESTS):
@@ -148,17 +151,20 @@ class ApiServerCounters:
                 labels, value = _sample(line)
                 if labels.get("verb") == "WATCH":
                     watches += value
+            elif line.startswith(_GC_COUNT):
+                collections = float(line.split()[-1])
             elif line.startswith(_WEBHOOK_BUCKETS):
                 labels, value = _sample(line)
                 if labels.get("type") == "admit":
                     le = float(labels["le"])
                     webhook[le] = webhook.get(le, 0) + value
-        return Counts(time.monotonic(), requests, watches, webhook)
+        return Counts(time.monotonic(), requests, watches, webhook, collections)
 
 
 _REQUESTS = "apiserver_request_total{"
 _LONGRUNNING = "apiserver_longrunning_requests{"
 _WEBHOOK_BUCKETS = WEBHOOK_METRIC + "_bucket{"
+_GC_COUNT = "go_gc_duration_seconds_count "
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -180,11 +186,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--controller-burst", type=int, default=50, help="PSI_CONTROLLER_BURST")
     parser.add_argument(
         "--admission",
-        choices=("ours", "go"),
+        choices=("ours", "flask", "go"),
         default="ours",
-        help="who answers the pods' admission during convergence: ours, or the Go no-op "
-        "webhook of bench_apiserver (ours keeps running and watching either way), to show "
-        "the floor this machine sets",
+        help="who answers the pods' admission during convergence: ours, or bench_apiserver's "
+        "no-op Flask (same gunicorn layout) or Go webhook (ours keeps running and watching "
+        "either way), to show the floors this machine sets",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
@@ -282,6 +288,11 @@ def converge(
     admitter: Server = ours
     if args.admission == "go":
         admitter = GoWebhook(cluster.workdir / "go", certificates, None)
+    elif args.admission == "flask":
+        no_patch = cluster.workdir / "no-patch.json"
+        no_patch.write_text("[]")
+        admitter = NoopFlask(cluster.workdir / "flask", certificates, no_patch)
+    if admitter is not ours:
         admitter.start()
     print(f"Admission during convergence answered by: {admitter.name}.\n", flush=True)
     register_webhook(
@@ -378,9 +389,9 @@ def timeline(samples: Sequence[Counts], phase: Phase, start: float) -> str:
     """Admission per window of the convergence: is the tail spread out or in one burst?"""
     lines = [
         f"\n#### Admission per window of ~{WINDOW_SECONDS:g} s\n",
-        "| window s | API server req/s | webhook calls | ≤ 25 ms | > 100 ms | "
+        "| window s | API server req/s | API server GCs | webhook calls | ≤ 25 ms | > 100 ms | "
         "webhook p99 ms (interp.) | pods created | create p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for a, b in itertools.pairwise(samples):
         window = {le: b.webhook.get(le, 0) - a.webhook.get(le, 0) for le in b.webhook}
@@ -392,7 +403,8 @@ def timeline(samples: Sequence[Counts], phase: Phase, start: float) -> str:
         ]
         lines.append(
             f"| {a.at - start:.0f}-{b.at - start:.0f} | "
-            f"{(b.requests - a.requests) / (b.at - a.at):.0f} | {calls:.0f} | "
+            f"{(b.requests - a.requests) / (b.at - a.at):.0f} | "
+            f"{b.collections - a.collections:.0f} | {calls:.0f} | "
             f"{share_within(window, 0.025):.1%} | {calls - window.get(0.1, 0):.0f} | "
             f"{histogram_quantile(0.99, window) * 1000:.1f} | {len(creates)} | "
             f"{percentile(creates, 99):.1f} |"
