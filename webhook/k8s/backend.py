@@ -7,7 +7,8 @@ API server: look up a namespace created a moment ago, and create missing copies;
 are written into the shared store, so every worker of the pod sees them at once.
 
 The policy arrives through the store too: a thread here notices a new publication within
-``POLICY_POLL_SECONDS`` and swaps it in (the planner slot then builds this worker's rule index).
+``POLICY_POLL_SECONDS``, builds this worker's rule index for it and then swaps it in; the same
+thread rebuilds the index when a source secret changes, so reviews find it built.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib3.exceptions import HTTPError
 
 from webhook.core.clusterview import ClusterView
 from webhook.core.copies import CopiesEnsured
+from webhook.core.namespaceindex import namespace_index
 from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 from webhook.k8s import client as k8s_client
@@ -71,6 +73,7 @@ class SharedBackend:
         while not self.stopped.wait(POLICY_POLL_SECONDS):
             try:
                 self.follow_policy()
+                self.warm_planner()
                 self.readiness()
             except Exception:
                 log.exception("reading the shared view failed", extra={"event": "view.failed"})
@@ -85,12 +88,25 @@ class SharedBackend:
             return
         self._seen = stamp
         if published.policy is not None:
+            self._warm(published.policy)
             self._policy = published.policy
             generation = published.policy.generation
             if generation.isdigit():
                 self.metrics.policy_generation.set(int(generation))
         else:
             self._error = published.error or self._error
+
+    def warm_planner(self) -> None:
+        """Rebuild the planner here when a source secret changed, not in the next review."""
+        if (policy := self._policy) is not None:
+            self._warm(policy)
+
+    def _warm(self, policy: Policy) -> None:
+        # What a review would otherwise build on the admission path: the rule index (20 ms at
+        # 2,000 rules on an idle core, hundreds of ms on a busy one, with the reviews queued
+        # behind it: BENCHMARKS.md §7) and the namespace index of cold decisions.
+        self.planners.get(policy, self.store)
+        namespace_index(policy)
 
     # -- AdmissionBackend -----------------------------------------------------------------------
 
