@@ -16,7 +16,10 @@ none, as in a cluster where a few teams use private registries. Reported:
    request rate as the API server counts it (``apiserver_request_total`` without WATCH, over
    the whole convergence and its busiest 10-second window), which ``PSI_CONTROLLER_QPS`` bounds;
 3. admission while the controller converges: ``--rate`` pods/s created through the API
-   server with ours registered (``failurePolicy: Fail``), client-side and webhook p99.
+   server with ours registered (``failurePolicy: Fail``), client-side and webhook p99, over
+   the whole phase and per ~5 s window (with the API server's garbage collections in each),
+   so that "throughout" can be read off. ``--admission go|flask`` has the Go or the no-op
+   Flask webhook answer instead, ours still running: the floors this machine sets.
 
 Targets (issue 19): ready ≤ 30 s, PSS ≤ 300 MiB per webhook pod, convergence ≤ 10 min at
 ≤ 50 requests/s, admission p99 ≤ 25 ms throughout.
