@@ -98,8 +98,9 @@ class SharedStore:
             max_readers=1024,
             # A read transaction that ends is kept and renewed by the next begin(): without
             # it (lmdb 3's default) every lookup locks the reader table, a mutex shared by
-            # every process of the pod, so a review waited whenever the keeper's thread that
-            # held it was off the CPU (BENCHMARKS.md §7, the spare read transaction).
+            # every process of the pod, which a review must then wait for whenever a keeper
+            # thread holding it is off the CPU (BENCHMARKS.md §7; not separately measurable
+            # there within the run-to-run spread).
             max_spare_txns=1,
         )
         self._namespaces = self._env.open_db(b"namespaces", create=not readonly)
