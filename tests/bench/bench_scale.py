@@ -47,7 +47,6 @@ from tests.bench.bench_apiserver import (
     histogram_quantile,
     inapp_histogram,
     share_within,
-    webhook_histogram,
 )
 from tests.bench.harness import (
     Certificates,
@@ -330,13 +329,13 @@ def converge(
 
     sampler = threading.Thread(target=sample, daemon=True)
     start = time.monotonic()
-    base = counters.scrape().requests
-    histogram_before, inapp_before = webhook_histogram(cluster), inapp_histogram(ours)
+    first = counters.scrape()
+    base, histogram_before, inapp_before = first.requests, first.webhook, inapp_histogram(ours)
     sampler.start()
     controller.start(wait_ready=False)
     try:
         phase = create_pods(raw, path, pod, args.pods, args.rate, in_flight=32)
-        histogram_after, inapp_after = webhook_histogram(cluster), inapp_histogram(ours)
+        histogram_after, inapp_after = counters.scrape().webhook, inapp_histogram(ours)
         wait_until(
             lambda: created_copies(controller, ours) >= scale.copies,
             f"all {scale.copies} copies to exist",
