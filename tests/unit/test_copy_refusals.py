@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from tests.unit.factories import pull_secret
 from webhook.core.clusterview import ClusterStore, source_from_object
 from webhook.core.copies import CopySpec
-from webhook.k8s.copies import create_copies
+from webhook.k8s.copies import CopyCreates, create_copies
 from webhook.k8s.rest import ApiError
 from webhook.metrics import Metrics
 
@@ -67,7 +67,12 @@ def test_a_refused_copy_is_warned_about_with_the_reason_first(message: str, expe
     spec = CopySpec("team-a", "new-pull", "pull-secrets", "new-pull", ("fresh",), None)
 
     ensured = create_copies(
-        Refusing(403, message), store, [spec], timeout=5, metrics=Metrics(CollectorRegistry())
+        Refusing(403, message),
+        store,
+        [spec],
+        timeout=5,
+        metrics=Metrics(CollectorRegistry()),
+        creates=CopyCreates(),
     )
 
     (warning,) = ensured.warnings

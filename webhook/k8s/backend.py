@@ -26,7 +26,7 @@ from webhook.core.namespaceindex import namespace_index
 from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 from webhook.k8s import client as k8s_client
-from webhook.k8s.copies import create_copies
+from webhook.k8s.copies import CopyCreates, create_copies
 from webhook.k8s.rest import ApiError
 from webhook.metrics import Metrics
 from webhook.settings import Settings, SettingsError
@@ -49,6 +49,7 @@ class SharedBackend:
         self.metrics = metrics
         self.core = k8s_client.core_api(api)
         self.planners = PlannerSlot()
+        self.copy_creates = CopyCreates()
         self._policy: Policy | None = None
         self._error = "no policy published yet by the view keeper"
         self._seen: str | None = None
@@ -162,5 +163,6 @@ class SharedBackend:
             plan.copies,
             timeout=self.settings.ensure_timeout_seconds,
             metrics=self.metrics,
+            creates=self.copy_creates,
             uid=uid,
         )
