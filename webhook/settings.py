@@ -62,7 +62,9 @@ class Settings:
     only the API server, presenting its WebhookAdmission client certificate, can post
     reviews. Empty: any client that trusts our certificate may connect (the default)."""
     watch_timeout_seconds: int = 300
-    """Server-side watch timeout; watches are re-opened from the last resourceVersion."""
+    """Shortest server-side watch timeout: each watch asks for a random one between this and
+    twice this (as client-go's reflectors do, so that watches opened together do not all
+    re-open together), then is re-opened from the last resourceVersion."""
     access_report_seconds: float = 2.0
     """How often refused watches are turned into reports (metric, Event, warnings)."""
     event_source: str = "pullsecret-injector"

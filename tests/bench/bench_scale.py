@@ -78,6 +78,7 @@ from tests.e2e.support import (
     webhook_configuration,
 )
 from tools.controlplane import ControlPlane, resolve_bin_dir
+from webhook.settings import Settings
 
 MIB = 1024
 WINDOW_SECONDS = 5.0
@@ -225,7 +226,14 @@ def run(plane: ControlPlane, scale: Scale, workdir: Path, args: argparse.Namespa
     certificates = Certificates.write(workdir / "tls")
     before = counters.scrape()
     cluster = Cluster(workdir, plane, api, raw)
-    ours = Ours(cluster, workdir / "ours", certificates)
+    # The product's default watch timeout, as for the controller below, not the e2e harness's
+    # 60 s (with which the keeper's 503 watches re-opened a minute in, inside the pod phase).
+    ours = Ours(
+        cluster,
+        workdir / "ours",
+        certificates,
+        extra_env={"PSI_WATCH_TIMEOUT_SECONDS": str(Settings().watch_timeout_seconds)},
+    )
     cold = timed(ours.start)
     held = counters.scrape().watches - before.watches
     memory = tree_pss_kib(ours.pid)
@@ -312,8 +320,8 @@ def converge(
             "PSI_CONTROLLER_BURST": str(args.controller_burst),
             # The product's defaults, not the e2e harness's short ones (a 60 s watch timeout
             # re-opens ~500 per-name watches every minute, half the request budget here).
-            "PSI_RESYNC_SECONDS": "300",
-            "PSI_WATCH_TIMEOUT_SECONDS": "300",
+            "PSI_RESYNC_SECONDS": str(Settings().resync_seconds),
+            "PSI_WATCH_TIMEOUT_SECONDS": str(Settings().watch_timeout_seconds),
         },
     )
     controller.workdir.mkdir(parents=True, exist_ok=True)
