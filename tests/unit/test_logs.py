@@ -6,8 +6,9 @@ import json
 import logging
 
 import pytest
+import urllib3
 
-from webhook.logs import JsonFormatter
+from webhook.logs import JsonFormatter, configure
 
 
 def record(
@@ -68,3 +69,14 @@ def test_a_line_break_inside_a_field_never_splits_the_record(separator: str) -> 
     line = JsonFormatter().format(record(0.0, event="odd", image=f"a{separator}b"))
     assert line.splitlines() == [line]
     assert json.loads(line)["image"] == f"a{separator}b"
+
+
+def test_a_full_connection_pool_is_not_logged_and_other_urllib3_warnings_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure()
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=False)
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        pool._put_conn(pool._new_conn())  # the one slot is taken: discarded, as at a shutdown
+        logging.getLogger("urllib3.connectionpool").warning("Retrying (Retry(total=1))")
+    assert [r.getMessage() for r in caplog.records] == ["Retrying (Retry(total=1))"]

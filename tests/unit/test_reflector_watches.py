@@ -1,4 +1,4 @@
-"""How a reflector's watches end: not all together, and not back into a full pool.
+"""Watches opened together do not end together: each asks the API server for its own timeout.
 
 The API server ends a watch exactly at the ``timeoutSeconds`` it was asked for. With one fixed
 timeout, the view keeper's hundreds of watches (opened together at start) all ended and were
@@ -55,41 +55,3 @@ def test_a_reflector_asks_for_its_own_timeout_and_waits_longer_than_it() -> None
     assert 300 <= first["timeout_seconds"] <= 600  # the default setting: 300 s
     assert first["_request_timeout"][1] > first["timeout_seconds"]
 
-
-class _HeldWatch(_Answer):
-    """A watch stream that stays open until closed, recording how it was given back."""
-
-    def __init__(self) -> None:
-        self.closed = threading.Event()
-        self.released = False
-
-    def stream(self, amt: int, decode_content: bool) -> list[bytes]:
-        self.closed.wait(30)
-        return []
-
-    def close(self) -> None:
-        self.closed.set()
-
-    def release_conn(self) -> None:
-        self.released = True
-
-
-def test_a_stopped_watch_closes_its_connection_instead_of_returning_it_to_the_pool() -> None:
-    # A stopping process releases all its watches at once: put back, all but the pool's 16
-    # were discarded by urllib3 with a warning each (~500 lines at every pod shutdown).
-    watch = _HeldWatch()
-    watching = threading.Event()
-
-    def list_call(**kwargs: Any) -> _Answer:
-        if kwargs.get("watch"):
-            watching.set()
-            return watch
-        return _Answer()
-
-    reflector = Reflector("secret-a", list_call, lambda items: None, lambda kind, obj: None)
-    reflector.start()
-    assert watching.wait(10)
-    reflector.stop(timeout=10)
-
-    assert watch.closed.is_set()
-    assert not watch.released

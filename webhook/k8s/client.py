@@ -50,9 +50,9 @@ def kubernetes_api_client(settings: Settings) -> Any:
     else:
         config.load_incluster_config(client_configuration=configuration)
     # Idle connections kept (the client's default is 5 per CPU): its writers, reconcile loop and
-    # the lists of its starting watches return more at once, and each one discarded (with a
-    # warning) is a new TLS handshake on the next request: 33 of them in the scale bench's
-    # first seconds with 10.
+    # the lists of its starting watches return more at once, and each one discarded is a new
+    # TLS handshake on the next request: 33 in the scale bench's first seconds with 10, none
+    # with 32.
     configuration.connection_pool_maxsize = _POOL_SIZE
     api = client.ApiClient(configuration)
     rest = api.rest_client

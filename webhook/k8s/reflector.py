@@ -214,12 +214,7 @@ class Reflector:
                     break
         finally:
             self._response = None
-            if self._stop.is_set():
-                # Not back into the pool: a stopping process releases all its watches at once,
-                # the pool keeps 16, and urllib3 warned once for each of the other ~500.
-                _close_quietly(response)
-            else:
-                response.release_conn()
+            response.release_conn()
         return resource_version
 
 
