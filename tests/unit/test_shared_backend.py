@@ -85,3 +85,21 @@ def test_a_changed_source_gets_its_planner_before_the_next_review(
     assert built[0] is not before
     assert backend.planner() is built[0]
     assert built[0].sources_version == backend.store.sources_version
+
+
+def test_a_worker_keeps_one_api_connection_open_with_a_request_a_minute(
+    backend: SharedBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Admission's rare API calls (a missing copy, a new namespace) then skip the handshake.
+    asked: list[tuple[str, str]] = []
+
+    def request(method: str, path: str, **kwargs: object) -> None:
+        asked.append((method, path))
+        if len(asked) == 2:
+            raise OSError("connection refused")  # a failure is the next review's to meet
+
+    monkeypatch.setattr(backend._api, "request", request)
+    for now in (100.0, 130.0, 159.9, 160.0, 200.0, 220.5):
+        backend.keep_connection_warm(now)
+
+    assert asked == [("GET", "/version")] * 3  # at 100, 160 (refused) and 220.5
