@@ -29,6 +29,7 @@ __all__ = [
     "ReflectorFactory",
     "Watch",
     "stop_all",
+    "watch_timeout_seconds",
 ]
 
 log = logging.getLogger("webhook.k8s.reflector")
