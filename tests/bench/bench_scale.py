@@ -84,6 +84,8 @@ from webhook.settings import Settings
 
 MIB = 1024
 WINDOW_SECONDS = 5.0
+DEFAULTS = Settings()
+"""The product's settings, which ours and the controller run with here (not the e2e harness's)."""
 
 
 @dataclass
@@ -241,7 +243,7 @@ def run(plane: ControlPlane, scale: Scale, workdir: Path, args: argparse.Namespa
         cluster,
         workdir / "ours",
         certificates,
-        extra_env={"PSI_WATCH_TIMEOUT_SECONDS": str(Settings().watch_timeout_seconds)},
+        extra_env={"PSI_WATCH_TIMEOUT_SECONDS": str(DEFAULTS.watch_timeout_seconds)},
     )
     cold = timed(ours.start)
     held = counters.scrape().watches - before.watches
@@ -329,8 +331,8 @@ def converge(
             "PSI_CONTROLLER_BURST": str(args.controller_burst),
             # The product's defaults, not the e2e harness's short ones (a 60 s watch timeout
             # re-opens ~500 per-name watches every minute, half the request budget here).
-            "PSI_RESYNC_SECONDS": str(Settings().resync_seconds),
-            "PSI_WATCH_TIMEOUT_SECONDS": str(Settings().watch_timeout_seconds),
+            "PSI_RESYNC_SECONDS": str(DEFAULTS.resync_seconds),
+            "PSI_WATCH_TIMEOUT_SECONDS": str(DEFAULTS.watch_timeout_seconds),
         },
     )
     controller.workdir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ an open one; on the scale bench's busy start, the first pods of a namespace wait
 class SharedBackend:
     """``AdmissionBackend`` over the pod's ``SharedStore``; copies and lookups via the API."""
 
-    def __init__(self, store: SharedStore, settings: Settings, metrics: Metrics, api: object):
+    def __init__(self, store: SharedStore, settings: Settings, metrics: Metrics, api: RestClient):
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -117,7 +117,7 @@ class SharedBackend:
 
     def keep_connection_warm(self, now: float) -> None:
         """One cheap request every ``KEEP_WARM_SECONDS``, whose connection stays in the pool."""
-        if now < self._warm_until or not isinstance(self._api, RestClient):
+        if now < self._warm_until:
             return
         self._warm_until = now + KEEP_WARM_SECONDS
         try:
