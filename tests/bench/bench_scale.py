@@ -32,13 +32,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import re
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ from tests.bench.harness import (
     process_role,
     scratch_dir,
     threads_of,
+    tree_cpu_seconds,
     tree_pids,
     tree_pss_kib,
 )
@@ -132,6 +134,8 @@ class Counts:
     webhook: dict[float, float]
     collections: float = 0.0
     """Garbage collections the API server's Go runtime has completed."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process (or process tree) has used so far, by role."""
 
 
 @dataclass
@@ -340,10 +344,18 @@ def converge(
     path = f"/api/v1/namespaces/{namespace}/pods"
     samples: list[Counts] = []
     done = threading.Event()
+    roles = {record.name: record.pid for record in plane.processes}
+    roles |= {"webhook pod": ours.pid, "bench": os.getpid()}
+    if admitter is not ours:
+        roles[admitter.name] = admitter.pid
 
     def sample() -> None:
         while not done.is_set():
-            samples.append(counters.scrape())
+            counts = counters.scrape()
+            cpu = {role: sum(tree_cpu_seconds(pid).values()) for role, pid in roles.items()}
+            if controller.child is not None:
+                cpu["controller"] = sum(tree_cpu_seconds(controller.child.pid).values())
+            samples.append(replace(counts, cpu=cpu))
             done.wait(WINDOW_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -410,12 +422,19 @@ def converge(
 
 
 def timeline(samples: Sequence[Counts], phase: Phase, start: float) -> str:
-    """Admission per window of the convergence: is the tail spread out or in one burst?"""
+    """Admission per window of the convergence: is the tail spread out or in one burst?
+
+    Beside each window, the cores each process used in it (``/proc/<pid>/stat``): a window
+    missed while the machine's cores were all busy reads differently from one missed alone.
+    """
+    roles = list(samples[-1].cpu) if samples else []
     lines = [
         f"\n#### Admission per window of ~{WINDOW_SECONDS:g} s\n",
         "| window s | API server req/s | API server GCs | webhook calls | ≤ 25 ms | > 100 ms | "
-        "webhook p99 ms (interp.) | pods created | create p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "webhook p99 ms (interp.) | pods created | create p99 ms | "
+        + "".join(f"{role} cores | " for role in roles)
+        + "all cores |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * (len(roles) + 1),
     ]
     for a, b in itertools.pairwise(samples):
         window = {le: b.webhook.get(le, 0) - a.webhook.get(le, 0) for le in b.webhook}
@@ -425,13 +444,19 @@ def timeline(samples: Sequence[Counts], phase: Phase, start: float) -> str:
         creates = [
             ms for ms, at in zip(phase.service_ms, phase.sent_at, strict=True) if a.at <= at < b.at
         ]
+        cores = {
+            role: (b.cpu[role] - a.cpu.get(role, 0.0)) / (b.at - a.at)
+            for role in b.cpu  # a process started in the window counts from its start
+        }
         lines.append(
             f"| {a.at - start:.0f}-{b.at - start:.0f} | "
             f"{(b.requests - a.requests) / (b.at - a.at):.0f} | "
             f"{b.collections - a.collections:.0f} | {calls:.0f} | "
             f"{share_within(window, 0.025):.1%} | {calls - window.get(0.1, 0):.0f} | "
             f"{histogram_quantile(0.99, window) * 1000:.1f} | {len(creates)} | "
-            f"{percentile(creates, 99):.1f} |"
+            f"{percentile(creates, 99):.1f} | "
+            + "".join(f"{cores.get(role, 0.0):.2f} | " for role in roles)
+            + f"{sum(cores.values()):.2f} |"
         )
     return "\n".join(lines)
 
