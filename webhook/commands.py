@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
 
 def _controller(args: argparse.Namespace) -> int:
     del args
-    from webhook.k8s.controller import run  # noqa: PLC0415 - pulls in the Kubernetes client
+    from webhook.k8s.controller import run  # noqa: PLC0415 - not the CLI's path
     from webhook.settings import Settings  # noqa: PLC0415
 
     return run(Settings.from_env())

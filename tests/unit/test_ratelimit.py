@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -10,8 +11,11 @@ import pytest
 
 from webhook.k8s.client import controller_api_client
 from webhook.k8s.ratelimit import TokenBucket, rate_limit
+from webhook.k8s.rest import CoreV1, RestClient
 from webhook.metrics import Metrics
 from webhook.settings import Settings
+
+SERVER = "https://127.0.0.1:1"
 
 
 class FakeClock:
@@ -89,19 +93,21 @@ def test_every_request_of_the_client_takes_a_token_first() -> None:
     clock = FakeClock()
     sent: list[str] = []
 
-    def request(method: str, url: str, **_: Any) -> str:
-        sent.append(f"{method} {url} at {clock.now - 100.0:.2f}")
-        return "response"
+    def request(method: str, url: str, **_: Any) -> Any:
+        sent.append(f"{method} {url.removeprefix(SERVER)} at {clock.now - 100.0:.2f}")
+        return SimpleNamespace(status=200)
 
-    api = SimpleNamespace(rest_client=SimpleNamespace(request=request))
+    api = RestClient(SERVER, ssl.create_default_context())
+    api._pool = SimpleNamespace(request=request)  # type: ignore[assignment]  # no server needed
     waits: list[float] = []
     rate_limit(api, bucket(qps=2, burst=1, clock=clock), waits.append)
-    assert api.rest_client.request("GET", "/api/v1/namespaces") == "response"
-    api.rest_client.request("GET", "/api/v1/secrets", query_params=[("watch", "true")])
-    api.rest_client.request("POST", "/api/v1/namespaces/a/secrets")
+    core = CoreV1(api)
+    assert core.list_namespace().status == 200
+    core.list_secret_for_all_namespaces(watch=True)
+    core.create_namespaced_secret("a", {"metadata": {"name": "s"}})
     assert sent == [
         "GET /api/v1/namespaces at 0.00",
-        "GET /api/v1/secrets at 0.50",
+        "GET /api/v1/secrets?watch=true at 0.50",
         "POST /api/v1/namespaces/a/secrets at 1.00",
     ]
     assert waits == [0.0, 0.5, 0.5]
@@ -117,6 +123,7 @@ def test_the_controller_client_is_bounded_by_its_settings(tmp_path: Any) -> None
     )
     settings = Settings(kubeconfig=str(kubeconfig), controller_qps=7.5, controller_burst=3)
     api = controller_api_client(settings, Metrics())
-    closure = api.rest_client.request.__closure__
+    assert api.before_request is not None
+    closure = api.before_request.__closure__ or ()
     buckets = [c.cell_contents for c in closure if isinstance(c.cell_contents, TokenBucket)]
     assert [(b.qps, b.burst) for b in buckets] == [(7.5, 3)]

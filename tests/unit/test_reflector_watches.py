@@ -54,4 +54,3 @@ def test_a_reflector_asks_for_its_own_timeout_and_waits_longer_than_it() -> None
     first = asked[0]
     assert 300 <= first["timeout_seconds"] <= 600  # the default setting: 300 s
     assert first["_request_timeout"][1] > first["timeout_seconds"]
-

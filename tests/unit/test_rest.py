@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import inspect
 import json
 import ssl
 import subprocess
@@ -22,15 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import pytest
 import yaml
-from kubernetes.client import CoreV1Api
-from kubernetes.client.exceptions import ApiException
 
 from certs import pki
 from webhook.k8s import client as k8s_client
 from webhook.k8s import reflector, rest
-from webhook.settings import Settings, SettingsError
+from webhook.settings import SettingsError
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _handler(seen: Seen) -> type[http.server.BaseHTTPRequestHandler]:
             peer = self.connection.getpeercert()
             if peer:
                 seen.peer_certificates.append(dict(x[0] for x in peer["subject"])["commonName"])
-            if self.path.startswith("/api/v1/namespaces/missing"):
+            if "/namespaces/missing" in self.path:
                 self._json(404, {"kind": "Status", "code": 404, "message": 'namespaces "missing"'})
             elif "watch=true" in self.path:
                 self.send_response(200)
@@ -91,7 +91,7 @@ def _handler(seen: Seen) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _answer  # noqa: N815 - stdlib's names
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815 - stdlib's names
 
     return Handler
 
@@ -233,16 +233,155 @@ def test_a_self_access_review_is_answered_as_a_dict(server: Server, tmp_path: Pa
     assert headers["Content-Type"] == "application/json"
 
 
-def test_the_controllers_official_client_raises_both_its_own_exception_and_api_error(
-    server: Server, tmp_path: Path
+LEASE = {"metadata": {"name": "l"}}
+PATCH = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"}]
+JSON, JSON_PATCH, MERGE_PATCH = (
+    "application/json",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+)
+CORE, LEASES = "/api/v1/namespaces/n", "/apis/coordination.k8s.io/v1/namespaces/n/leases"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+AS_JSON_PATCH = {"_content_type": JSON_PATCH}
+
+
+@pytest.mark.parametrize(
+    ("group", "call", "args", "options", "expected"),
+    [
+        (rest.CoreV1, "read_namespaced_secret", ("s", "n"), {}, f"GET {CORE}/secrets/s"),
+        (
+            rest.CoreV1,
+            "replace_namespaced_secret",
+            ("s", "n", LEASE),
+            {},
+            f"PUT {CORE}/secrets/s {JSON}",
+        ),
+        (
+            rest.CoreV1,
+            "patch_namespaced_secret",
+            ("s", "n", PATCH),
+            AS_JSON_PATCH,
+            f"PATCH {CORE}/secrets/s {JSON_PATCH}",
+        ),
+        (
+            rest.CoreV1,
+            "delete_namespaced_secret",
+            ("s", "n"),
+            {"body": {"preconditions": {}}},
+            f"DELETE {CORE}/secrets/s {JSON}",
+        ),
+        (
+            rest.CoreV1,
+            "patch_namespaced_service_account",
+            ("a", "n", PATCH),
+            {},
+            f"PATCH {CORE}/serviceaccounts/a {JSON_PATCH}",
+        ),
+        (
+            rest.CoreV1,
+            "patch_namespaced_config_map",
+            ("c", "n", {"data": {}}),
+            {},
+            f"PATCH {CORE}/configmaps/c {MERGE_PATCH}",
+        ),
+        (
+            rest.CoreV1,
+            "create_namespaced_config_map",
+            ("n", LEASE),
+            {},
+            f"POST {CORE}/configmaps {JSON}",
+        ),
+        (rest.CoordinationV1, "read_namespaced_lease", ("l", "n"), {}, f"GET {LEASES}/l"),
+        (rest.CoordinationV1, "create_namespaced_lease", ("n", LEASE), {}, f"POST {LEASES} {JSON}"),
+        (
+            rest.CoordinationV1,
+            "replace_namespaced_lease",
+            ("l", "n", LEASE),
+            {},
+            f"PUT {LEASES}/l {JSON}",
+        ),
+        (
+            rest.RbacAuthorizationV1,
+            "list_role_binding_for_all_namespaces",
+            (),
+            {"label_selector": "a=b"},
+            f"GET {RBAC}/rolebindings?labelSelector=a%3Db",
+        ),
+        (
+            rest.RbacAuthorizationV1,
+            "create_namespaced_role_binding",
+            ("n", LEASE),
+            {},
+            f"POST {RBAC}/namespaces/n/rolebindings {JSON}",
+        ),
+        (
+            rest.RbacAuthorizationV1,
+            "delete_namespaced_role_binding",
+            ("r", "n"),
+            {"body": {}},
+            f"DELETE {RBAC}/namespaces/n/rolebindings/r {JSON}",
+        ),
+        (
+            rest.AdmissionregistrationV1,
+            "read_mutating_webhook_configuration",
+            ("w",),
+            {},
+            f"GET {WEBHOOKS}/w",
+        ),
+        (
+            rest.AdmissionregistrationV1,
+            "patch_mutating_webhook_configuration",
+            ("w", PATCH),
+            AS_JSON_PATCH,
+            f"PATCH {WEBHOOKS}/w {JSON_PATCH}",
+        ),
+    ],
+)
+def test_the_controllers_calls_become_the_api_servers_methods_paths_and_content_types(
+    server: Server,
+    tmp_path: Path,
+    group: type[Any],
+    call: str,
+    args: tuple[Any, ...],
+    options: dict[str, Any],
+    expected: str,
 ) -> None:
-    settings = Settings(kubeconfig=_kubeconfig(tmp_path / "kc", server, {"token": "t"}))
-    api = k8s_client.kubernetes_api_client(settings)
+    api = rest.kubeconfig_client(_kubeconfig(tmp_path / "kc", server, {"token": "t"}))
+    response = getattr(group(api), call)(*args, _request_timeout=5, **options)
+    assert response.status == 200
+    method, path, headers, body = server.seen.requests[-1]
+    assert f"{method} {path} {headers.get('Content-Type', '')}".strip() == expected
+    sent = options.get("body", args[-1] if method in ("POST", "PUT", "PATCH") else None)
+    assert (json.loads(body) if body else None) == sent
+
+
+@pytest.mark.parametrize(
+    "group",
+    [rest.CoreV1, rest.CoordinationV1, rest.RbacAuthorizationV1, rest.AdmissionregistrationV1],
+)
+def test_every_call_has_the_official_clients_name_and_positional_parameters(
+    group: type[Any],
+) -> None:
+    """The shell modules call either client's methods the same way (the command line's is the
+    official one); a misnamed or reordered parameter here would send the wrong request."""
+    official = getattr(kubernetes.client, group.__name__ + "Api")
+    calls = [name for name in vars(group) if not name.startswith("_")]
+    assert calls
+    for name in calls:
+        ours = list(inspect.signature(getattr(group, name)).parameters)
+        theirs = list(inspect.signature(getattr(official, name)).parameters)
+        positional = [p for p in ours if p not in ("options", "body")] + (
+            ["body"] if "body" in ours and "body" in theirs[:4] else []
+        )
+        assert theirs[: len(positional)] == positional, name
+
+
+def test_an_error_answer_of_a_write_is_an_api_error(server: Server, tmp_path: Path) -> None:
+    api = rest.kubeconfig_client(_kubeconfig(tmp_path / "kc", server, {"token": "t"}))
     with pytest.raises(rest.ApiError) as caught:
-        CoreV1Api(api).read_namespace("missing")
-    assert isinstance(caught.value, ApiException)
+        rest.CoordinationV1(api).create_namespaced_lease("missing", LEASE)
     assert caught.value.status == 404
-    assert json.loads(caught.value.body)["message"] == 'namespaces "missing"'
 
 
 @pytest.mark.parametrize(
@@ -288,11 +427,13 @@ def test_an_argument_the_client_does_not_speak_is_an_error_not_silently_dropped(
         core.list_namespace(pretty="true")
 
 
-def test_the_webhook_pod_never_imports_the_kubernetes_package() -> None:
-    """What the pod's master preloads (gunicorn.conf.py) and so every worker and the keeper."""
+def test_neither_the_webhook_pod_nor_the_controller_imports_the_kubernetes_package() -> None:
+    """What the pod's master preloads (gunicorn.conf.py) and so every worker and the keeper,
+    and what ``pullsecret-injector controller`` runs."""
     code = (
         "import sys, webhook.app, webhook.k8s.backend, webhook.k8s.viewkeeper, "
-        "webhook.http.viewkeeper, webhook.http.serving, webhook.ops\n"
+        "webhook.http.viewkeeper, webhook.http.serving, webhook.ops, webhook.commands, "
+        "webhook.k8s.controller\n"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('kubernetes')}))"
     )
     result = subprocess.run(

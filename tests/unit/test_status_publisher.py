@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from tests.unit.factories import cluster, pull_secret
 from webhook.core.conventions import STATUS_DATA_KEY
 from webhook.core.permissions import source_secret_need
 from webhook.core.policy import load_policy
+from webhook.k8s.rest import ApiError
 from webhook.k8s.status import StatusPublisher
 from webhook.settings import Settings
 
@@ -56,14 +55,14 @@ class FakeCore:
 
     def read_namespaced_config_map(self, name: str, namespace: str, **_: Any) -> _Response:
         if (namespace, name) not in self.configmaps:
-            raise ApiException(status=404)
+            raise ApiError(404, "Not Found")
         return _Response(json.dumps(self.configmaps[(namespace, name)]).encode())
 
     def patch_namespaced_config_map(
         self, name: str, namespace: str, body: dict[str, Any], **_: Any
     ) -> None:
         if (namespace, name) not in self.configmaps:
-            raise ApiException(status=404)
+            raise ApiError(404, "Not Found")
         self.configmaps[(namespace, name)]["data"].update(body["data"])
         self.writes.append("patch")
 

@@ -24,14 +24,15 @@ from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.permissions import Identity, Missing, Need, needs
 from webhook.core.policy import Policy
 from webhook.k8s.client import self_subject_access_review
+from webhook.k8s.rest import RestClient
 
 __all__ = ["AccessReviewFailed", "can_list_secrets", "check_release"]
 
 log = logging.getLogger("webhook.k8s.access")
 
 
-def can_list_secrets(api: Any, namespace: str) -> bool:
-    """May this process list and watch every Secret in ``namespace``? (Either client.)"""
+def can_list_secrets(api: RestClient, namespace: str) -> bool:
+    """May this process list and watch every Secret in ``namespace``?"""
     for verb in ("list", "watch"):
         review = {
             "apiVersion": "authorization.k8s.io/v1",

@@ -30,7 +30,7 @@ from webhook.core.plan import Plan, Planner, PlannerSlot
 from webhook.core.policy import Policy
 from webhook.k8s import client as k8s_client
 from webhook.k8s.copies import CopyCreates, create_copies
-from webhook.k8s.rest import ApiError, RestClient
+from webhook.k8s.rest import ApiError, CoreV1, RestClient
 from webhook.metrics import Metrics
 from webhook.settings import Settings, SettingsError
 from webhook.sharedview import SharedStore
@@ -57,7 +57,7 @@ class SharedBackend:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.core = k8s_client.core_api(api)
+        self.core = CoreV1(api)
         self._api = api
         self._warm_until = 0.0
         self.planners = PlannerSlot()

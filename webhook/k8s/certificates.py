@@ -27,8 +27,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from certs.pki import Issued, issue, load, new_ca, service_hosts
 from certs.renewal import ca_verdict, serving_verdict
@@ -38,6 +36,7 @@ from webhook.core.conventions import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
 )
+from webhook.k8s.rest import AdmissionregistrationV1, ApiError, CoreV1, RestClient
 from webhook.settings import Settings
 
 __all__ = ["SelfManagedCertificates", "certificate_task"]
@@ -47,7 +46,7 @@ log = logging.getLogger("webhook.certificates")
 CA_OVERLAP = timedelta(minutes=10)
 
 
-def certificate_task(settings: Settings, api: Any) -> Callable[[], None] | None:
+def certificate_task(settings: Settings, api: RestClient) -> Callable[[], None] | None:
     if settings.cert_mode != "self-managed":
         return None
     missing = [
@@ -69,12 +68,12 @@ class SelfManagedCertificates:
     def __init__(
         self,
         settings: Settings,
-        api: Any,
+        api: RestClient,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
-        self.core = client.CoreV1Api(api)
-        self.admission = client.AdmissionregistrationV1Api(api)
+        self.core = CoreV1(api)
+        self.admission = AdmissionregistrationV1(api)
         self.namespace = settings.policy_namespace
         self.clock = clock
         self.hosts = service_hosts(settings.service_name, settings.policy_namespace)
@@ -192,7 +191,7 @@ class SelfManagedCertificates:
             response = self.admission.read_mutating_webhook_configuration(
                 name, _request_timeout=5, _preload_content=False
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 log.warning(
                     "webhook configuration not found",
@@ -236,7 +235,7 @@ class SelfManagedCertificates:
             response = self.core.read_namespaced_secret(
                 name, self.namespace, _request_timeout=5, _preload_content=False
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise

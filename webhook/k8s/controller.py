@@ -20,8 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kubernetes.client import AdmissionregistrationV1Api, RbacAuthorizationV1Api
-
 from webhook import logs
 from webhook.core.clusterview import ViewStore
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -35,6 +33,7 @@ from webhook.k8s.grants import apply_grant_action
 from webhook.k8s.leases import LeaseElector
 from webhook.k8s.live import LiveState
 from webhook.k8s.reflector import Watch
+from webhook.k8s.rest import AdmissionregistrationV1, RbacAuthorizationV1, RestClient
 from webhook.k8s.status import StatusPublisher
 from webhook.k8s.sync import apply_action
 from webhook.metrics import Metrics, exposition
@@ -50,7 +49,9 @@ _WRITERS = 8
 
 
 class Controller:
-    def __init__(self, settings: Settings, metrics: Metrics, api: Any, identity: str) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, api: RestClient, identity: str
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.api = api
@@ -67,7 +68,7 @@ class Controller:
         self._accounts_reflector: Watch | None = None
         self.bindings: dict[tuple[str, str], RoleBindingState] = {}
         self._bindings_reflector: Watch | None = None
-        self.rbac = RbacAuthorizationV1Api(api)
+        self.rbac = RbacAuthorizationV1(api)
         self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="writer")
         self._stop = threading.Event()
         self._periodic_now = threading.Event()
@@ -143,7 +144,7 @@ class Controller:
         self._configuration_watch = self.state.watches.watch(
             "webhookconfiguration",
             functools.partial(
-                AdmissionregistrationV1Api(self.api).list_mutating_webhook_configuration,
+                AdmissionregistrationV1(self.api).list_mutating_webhook_configuration,
                 field_selector=f"metadata.name={self.settings.webhook_configuration}",
             ),
             lambda items: self._periodic_now.set(),

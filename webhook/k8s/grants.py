@@ -7,12 +7,10 @@ our name is never removed; every outcome is counted and logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from kubernetes.client.exceptions import ApiException
 
 from webhook.core.conventions import GRANT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.grants import IMAGE_PULLER_ROLE, BindImagePuller, GrantAction
+from webhook.k8s.rest import ApiError, RbacAuthorizationV1
 from webhook.metrics import Metrics
 
 __all__ = ["apply_grant_action"]
@@ -20,7 +18,7 @@ __all__ = ["apply_grant_action"]
 log = logging.getLogger("webhook.k8s.grants")
 
 
-def apply_grant_action(rbac: Any, action: GrantAction, metrics: Metrics) -> str:
+def apply_grant_action(rbac: RbacAuthorizationV1, action: GrantAction, metrics: Metrics) -> str:
     """Create or delete one image-puller RoleBinding (one API call, guarded by uid)."""
     kind = type(action).__name__
     try:
@@ -59,7 +57,7 @@ def apply_grant_action(rbac: Any, action: GrantAction, metrics: Metrics) -> str:
                 _preload_content=False,
             )
             outcome = "deleted"
-    except ApiException as exc:
+    except ApiError as exc:
         outcome = {404: "gone", 409: "exists_or_replaced"}.get(exc.status, f"http_{exc.status}")
     except Exception as exc:
         outcome = type(exc).__name__

@@ -19,11 +19,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from webhook.core.conventions import LEDGER_ANNOTATION
 from webhook.core.leases import decide
+from webhook.k8s.rest import ApiError, CoordinationV1, RestClient
 
 __all__ = ["LeaseElector"]
 
@@ -33,7 +31,7 @@ log = logging.getLogger("webhook.k8s.leases")
 class LeaseElector:
     def __init__(
         self,
-        api: Any,
+        api: RestClient,
         namespace: str,
         name: str,
         identity: str,
@@ -42,7 +40,7 @@ class LeaseElector:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_elected: Callable[[], None] = lambda: None,
     ) -> None:
-        self.coordination = client.CoordinationV1Api(api)
+        self.coordination = CoordinationV1(api)
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -118,7 +116,7 @@ class LeaseElector:
                 self.coordination.replace_namespaced_lease(
                     self.name, self.namespace, body, _request_timeout=5, _preload_content=False
                 )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:
                 self._leader_until = 0.0
                 return
@@ -134,7 +132,7 @@ class LeaseElector:
             response = self.coordination.read_namespaced_lease(
                 self.name, self.namespace, _request_timeout=5, _preload_content=False
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise

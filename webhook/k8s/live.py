@@ -24,9 +24,9 @@ from webhook.core.clusterview import ClusterStore, ViewStore
 from webhook.core.permissions import Component, Need
 from webhook.core.policy import Policy
 from webhook.k8s import access
-from webhook.k8s import client as k8s_client
 from webhook.k8s.policysource import PolicySource
 from webhook.k8s.reflector import Reflector, ReflectorFactory, Watch, stop_all
+from webhook.k8s.rest import CoreV1, RestClient
 from webhook.k8s.watches import WatchSet
 from webhook.metrics import Metrics
 from webhook.settings import Settings
@@ -48,7 +48,7 @@ class LiveState:
         self,
         settings: Settings,
         metrics: Metrics,
-        api: Any,
+        api: RestClient,
         reflectors: ReflectorFactory = Reflector,
         *,
         component: Component = "webhook",
@@ -58,7 +58,7 @@ class LiveState:
         self.settings = settings
         self.metrics = metrics
         self.component: Component = component
-        self.core = k8s_client.core_api(api)
+        self.core = CoreV1(api)
         self.store: ViewStore = store if store is not None else ClusterStore()
         self.changed = threading.Event()
         """Set after any change to the policy or the view (the controller waits on it)."""

@@ -16,7 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webhook.k8s.rest import RestClient
 
 __all__ = ["TokenBucket", "rate_limit"]
 
@@ -61,21 +64,11 @@ class TokenBucket:
 
 
 def rate_limit(
-    api: Any, bucket: TokenBucket, on_request: Callable[[float], None] = lambda waited: None
-) -> Any:
-    """Make every request of ``api`` (a ``kubernetes.client.ApiClient``) take a token first.
-
-    The hook is the REST client's ``request``: the one method every typed API call, every
-    ``Watch`` stream and every dynamic call goes through. ``on_request`` hears of each
-    request and how long it waited (client-go's ``rest_client_requests_total`` and
-    ``rest_client_rate_limiter_duration_seconds``).
-    """
-    rest = api.rest_client
-    unbounded = rest.request
-
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        on_request(bucket.take())
-        return unbounded(*args, **kwargs)
-
-    rest.request = bounded
+    api: RestClient, bucket: TokenBucket, on_request: Callable[[float], None] = lambda waited: None
+) -> RestClient:
+    """Make every request of ``api`` take a token first: every typed call and every watch
+    goes through ``RestClient.request``. ``on_request`` hears of each request and how long it
+    waited (client-go's ``rest_client_requests_total`` and
+    ``rest_client_rate_limiter_duration_seconds``)."""
+    api.before_request = lambda: on_request(bucket.take())
     return api

@@ -1,12 +1,15 @@
-"""The webhook pod's own Kubernetes client: a few JSON calls over ``urllib3``, no ``kubernetes``.
+"""The product's own Kubernetes client: a few JSON calls over ``urllib3``, no ``kubernetes``.
 
 Why not the official client: importing ``kubernetes`` costs ~56 MiB of resident memory (1,336
-modules, most of it the code objects of 768 generated model modules; BENCHMARKS.md §4), a
-third of what the pod may hold, while the pod makes eight kinds of request and already reads
-every answer as raw JSON. This module speaks exactly those requests, under the method names and
-keyword arguments of ``kubernetes.client.CoreV1Api``, so the shell modules the pod shares with
-the controller (which keeps the official client for its many other APIs) call either without
-knowing which. What it does not do is refused loudly: a kubeconfig user that authenticates by
+modules, most of it the code objects of 768 generated model modules; BENCHMARKS.md §4) and
+about half a second of CPU at every start, while the webhook pod and the controller make a
+few dozen kinds of request and already read every answer as raw JSON. This module speaks
+exactly those requests, under the method names and keyword arguments of the official client's
+``CoreV1Api``, ``CoordinationV1Api``, ``RbacAuthorizationV1Api`` and
+``AdmissionregistrationV1Api``. The controller starts beside the API server and the webhook
+on the same nodes, so its start-up CPU is admission latency there (BENCHMARKS.md §7). The
+command line keeps the official client: a user's kubeconfig may authenticate by an exec
+plugin. What this one does not do is refused loudly: a kubeconfig user that authenticates by
 an exec plugin or an auth provider is a ``SettingsError`` at start-up, not an anonymous client.
 
 Credentials are read where the official client reads them: the pod's ServiceAccount (token
@@ -23,7 +26,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -34,7 +37,16 @@ import yaml
 
 from webhook.settings import SettingsError
 
-__all__ = ["ApiError", "CoreV1", "RestClient", "in_cluster_client", "kubeconfig_client"]
+__all__ = [
+    "AdmissionregistrationV1",
+    "ApiError",
+    "CoordinationV1",
+    "CoreV1",
+    "RbacAuthorizationV1",
+    "RestClient",
+    "in_cluster_client",
+    "kubeconfig_client",
+]
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
@@ -81,14 +93,22 @@ class _Token:
 class RestClient:
     """One API server, one TLS context, one connection pool; JSON in, raw responses out."""
 
-    def __init__(self, server: str, context: ssl.SSLContext, token: _Token | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        context: ssl.SSLContext,
+        token: _Token | None = None,
+        pool_size: int = 16,
+    ) -> None:
         self.server = server.rstrip("/")
         self._token = token
+        self.before_request: Callable[[], None] | None = None
+        """Called before every request (``webhook.k8s.ratelimit``: the controller's bound)."""
         # Connections beyond the pool's size (each watch holds one) are opened and closed as
         # needed rather than waited for (block=False, as the official client's pool does).
         self._pool = urllib3.PoolManager(
             num_pools=4,
-            maxsize=16,
+            maxsize=pool_size,
             block=False,
             ssl_context=context,
             retries=urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0),
@@ -103,9 +123,12 @@ class RestClient:
         body: Any = None,
         timeout: float | tuple[float, float] | None = None,
         stream: bool = False,
+        content_type: str = "application/json",
     ) -> urllib3.BaseHTTPResponse:
         """Send one request. A non-2xx answer raises ``ApiError`` (its body read and kept);
         with ``stream`` the caller reads the body (a watch) and must release the response."""
+        if self.before_request is not None:
+            self.before_request()
         url = self.server + path
         if query:
             url += "?" + urlencode({key: _query_value(value) for key, value in query.items()})
@@ -115,7 +138,7 @@ class RestClient:
         data = None
         if body is not None:
             data = orjson.dumps(body)
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         response = self._pool.request(
             method,
             url,
@@ -135,39 +158,12 @@ class RestClient:
         self._pool.clear()
 
 
-class CoreV1:
-    """The pod's calls, named and keyworded as in ``kubernetes.client.CoreV1Api`` (always as if
+class _ApiGroup:
+    """Calls named and keyworded as in the official client's ``*Api`` classes (always as if
     ``_preload_content=False``: the answer is the raw response, read with ``.data``)."""
 
     def __init__(self, client: RestClient) -> None:
         self.client = client
-
-    def list_namespace(self, **options: Any) -> urllib3.BaseHTTPResponse:
-        return self._get("/api/v1/namespaces", options)
-
-    def list_namespaced_secret(self, namespace: str, **options: Any) -> urllib3.BaseHTTPResponse:
-        return self._get(f"/api/v1/namespaces/{_segment(namespace)}/secrets", options)
-
-    def list_secret_for_all_namespaces(self, **options: Any) -> urllib3.BaseHTTPResponse:
-        return self._get("/api/v1/secrets", options)
-
-    def list_namespaced_config_map(
-        self, namespace: str, **options: Any
-    ) -> urllib3.BaseHTTPResponse:
-        return self._get(f"/api/v1/namespaces/{_segment(namespace)}/configmaps", options)
-
-    def read_namespace(self, name: str, **options: Any) -> urllib3.BaseHTTPResponse:
-        return self._get(f"/api/v1/namespaces/{_segment(name)}", options)
-
-    def create_namespaced_secret(
-        self, namespace: str, body: Mapping[str, Any], **options: Any
-    ) -> urllib3.BaseHTTPResponse:
-        return self._post(f"/api/v1/namespaces/{_segment(namespace)}/secrets", body, options)
-
-    def create_namespaced_event(
-        self, namespace: str, body: Mapping[str, Any], **options: Any
-    ) -> urllib3.BaseHTTPResponse:
-        return self._post(f"/api/v1/namespaces/{_segment(namespace)}/events", body, options)
 
     def _get(self, path: str, options: dict[str, Any]) -> urllib3.BaseHTTPResponse:
         timeout, query = _split(options)
@@ -175,11 +171,174 @@ class CoreV1:
             "GET", path, query=query, timeout=timeout, stream=bool(query.get("watch"))
         )
 
-    def _post(
-        self, path: str, body: Mapping[str, Any], options: dict[str, Any]
+    def _send(
+        self, method: str, path: str, body: Any, options: dict[str, Any]
     ) -> urllib3.BaseHTTPResponse:
+        content_type = options.pop("_content_type", None)
+        if content_type is None and method == "PATCH":
+            # As the official client picks: a list is a JSON patch, a mapping a merge patch.
+            content_type = _JSON_PATCH if isinstance(body, list) else _MERGE_PATCH
         timeout, query = _split(options)
-        return self.client.request("POST", path, query=query, body=body, timeout=timeout)
+        return self.client.request(
+            method,
+            path,
+            query=query,
+            body=body,
+            timeout=timeout,
+            content_type=content_type or "application/json",
+        )
+
+
+class CoreV1(_ApiGroup):
+    """``CoreV1Api``'s calls the pod and the controller make."""
+
+    def list_namespace(self, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get("/api/v1/namespaces", options)
+
+    def read_namespace(self, name: str, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get(f"/api/v1/namespaces/{_segment(name)}", options)
+
+    def list_namespaced_secret(self, namespace: str, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get(_namespaced("", "v1", namespace, "secrets"), options)
+
+    def list_secret_for_all_namespaces(self, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get("/api/v1/secrets", options)
+
+    def read_namespaced_secret(
+        self, name: str, namespace: str, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._get(_namespaced("", "v1", namespace, "secrets", name), options)
+
+    def create_namespaced_secret(
+        self, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._send("POST", _namespaced("", "v1", namespace, "secrets"), body, options)
+
+    def replace_namespaced_secret(
+        self, name: str, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced("", "v1", namespace, "secrets", name)
+        return self._send("PUT", path, body, options)
+
+    def patch_namespaced_secret(
+        self, name: str, namespace: str, body: Any, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced("", "v1", namespace, "secrets", name)
+        return self._send("PATCH", path, body, options)
+
+    def delete_namespaced_secret(
+        self, name: str, namespace: str, body: Mapping[str, Any] | None = None, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced("", "v1", namespace, "secrets", name)
+        return self._send("DELETE", path, body, options)
+
+    def list_service_account_for_all_namespaces(self, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get("/api/v1/serviceaccounts", options)
+
+    def patch_namespaced_service_account(
+        self, name: str, namespace: str, body: Any, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced("", "v1", namespace, "serviceaccounts", name)
+        return self._send("PATCH", path, body, options)
+
+    def list_namespaced_config_map(
+        self, namespace: str, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._get(_namespaced("", "v1", namespace, "configmaps"), options)
+
+    def read_namespaced_config_map(
+        self, name: str, namespace: str, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._get(_namespaced("", "v1", namespace, "configmaps", name), options)
+
+    def create_namespaced_config_map(
+        self, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._send("POST", _namespaced("", "v1", namespace, "configmaps"), body, options)
+
+    def patch_namespaced_config_map(
+        self, name: str, namespace: str, body: Any, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced("", "v1", namespace, "configmaps", name)
+        return self._send("PATCH", path, body, options)
+
+    def create_namespaced_event(
+        self, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._send("POST", _namespaced("", "v1", namespace, "events"), body, options)
+
+
+class CoordinationV1(_ApiGroup):
+    """``CoordinationV1Api``'s calls of the controller's leader election."""
+
+    def read_namespaced_lease(
+        self, name: str, namespace: str, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        return self._get(_namespaced(_COORDINATION, "v1", namespace, "leases", name), options)
+
+    def create_namespaced_lease(
+        self, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced(_COORDINATION, "v1", namespace, "leases")
+        return self._send("POST", path, body, options)
+
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced(_COORDINATION, "v1", namespace, "leases", name)
+        return self._send("PUT", path, body, options)
+
+
+class RbacAuthorizationV1(_ApiGroup):
+    """``RbacAuthorizationV1Api``'s calls of the controller's image-puller grants."""
+
+    def list_role_binding_for_all_namespaces(self, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get(f"/apis/{_RBAC}/v1/rolebindings", options)
+
+    def create_namespaced_role_binding(
+        self, namespace: str, body: Mapping[str, Any], **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced(_RBAC, "v1", namespace, "rolebindings")
+        return self._send("POST", path, body, options)
+
+    def delete_namespaced_role_binding(
+        self, name: str, namespace: str, body: Mapping[str, Any] | None = None, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = _namespaced(_RBAC, "v1", namespace, "rolebindings", name)
+        return self._send("DELETE", path, body, options)
+
+
+class AdmissionregistrationV1(_ApiGroup):
+    """``AdmissionregistrationV1Api``'s calls of the controller's certificate management."""
+
+    def list_mutating_webhook_configuration(self, **options: Any) -> urllib3.BaseHTTPResponse:
+        return self._get(f"/apis/{_ADMISSION}/v1/mutatingwebhookconfigurations", options)
+
+    def read_mutating_webhook_configuration(
+        self, name: str, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = f"/apis/{_ADMISSION}/v1/mutatingwebhookconfigurations/{_segment(name)}"
+        return self._get(path, options)
+
+    def patch_mutating_webhook_configuration(
+        self, name: str, body: Any, **options: Any
+    ) -> urllib3.BaseHTTPResponse:
+        path = f"/apis/{_ADMISSION}/v1/mutatingwebhookconfigurations/{_segment(name)}"
+        return self._send("PATCH", path, body, options)
+
+
+_COORDINATION = "coordination.k8s.io"
+_RBAC = "rbac.authorization.k8s.io"
+_ADMISSION = "admissionregistration.k8s.io"
+_JSON_PATCH = "application/json-patch+json"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+def _namespaced(group: str, version: str, namespace: str, plural: str, name: str = "") -> str:
+    """The path of a namespaced collection, or of one object in it."""
+    root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    path = f"{root}/namespaces/{_segment(namespace)}/{plural}"
+    return f"{path}/{_segment(name)}" if name else path
 
 
 _QUERY_NAMES = {
@@ -231,7 +390,10 @@ def _timeout(timeout: float | tuple[float, float] | None) -> urllib3.Timeout:
 
 
 def in_cluster_client(
-    environ: Mapping[str, str] = os.environ, directory: Path = SERVICE_ACCOUNT_DIR
+    environ: Mapping[str, str] = os.environ,
+    directory: Path = SERVICE_ACCOUNT_DIR,
+    *,
+    pool_size: int = 16,
 ) -> RestClient:
     """The pod's ServiceAccount, as ``kubernetes.config.load_incluster_config`` finds it."""
     host = environ.get("KUBERNETES_SERVICE_HOST", "")
@@ -246,10 +408,10 @@ def in_cluster_client(
     if ":" in host:
         host = f"[{host}]"
     context = ssl.create_default_context(cafile=str(ca_file))
-    return RestClient(f"https://{host}:{port}", context, _Token(path=token_file))
+    return RestClient(f"https://{host}:{port}", context, _Token(path=token_file), pool_size)
 
 
-def kubeconfig_client(path: str) -> RestClient:
+def kubeconfig_client(path: str, *, pool_size: int = 16) -> RestClient:
     """The current context of the kubeconfig at ``path``: a token or a client certificate."""
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -286,7 +448,7 @@ def kubeconfig_client(path: str) -> RestClient:
         token = _Token(value=str(user["token"]))
     elif user.get("tokenFile"):
         token = _Token(path=base / str(user["tokenFile"]))
-    return RestClient(server, tls, token)
+    return RestClient(server, tls, token, pool_size)
 
 
 def _named(document: dict[str, Any], section: str, name: str, path: str) -> dict[str, Any]:

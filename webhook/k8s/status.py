@@ -22,8 +22,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from webhook.core.clusterview import ClusterStore, source_from_object, target_from_object
@@ -49,6 +47,7 @@ from webhook.core.status import (
 )
 from webhook.core.sync import service_account_state
 from webhook.k8s.live import LiveState
+from webhook.k8s.rest import ApiError
 from webhook.settings import Settings
 
 __all__ = [
@@ -167,7 +166,7 @@ class StatusPublisher:
             core.patch_namespaced_config_map(
                 self.name, self.namespace, {"data": data}, _request_timeout=10
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 404:
                 raise
             body = {
@@ -199,7 +198,7 @@ class StatusPublisher:
             response = core.read_namespaced_config_map(
                 self.name, self.namespace, _request_timeout=10, _preload_content=False
             )
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 return {}
             raise
@@ -259,7 +258,7 @@ def locate(
     policy_configmap: str | None = None,
 ) -> Installation:
     """Find the release: its webhook configuration, status document and policy ConfigMap."""
-    admission = client.AdmissionregistrationV1Api(api)
+    admission = _official().AdmissionregistrationV1Api(api)
     if webhook_configuration:
         configuration = _call(
             f"mutatingwebhookconfiguration {webhook_configuration}",
@@ -293,7 +292,7 @@ def locate(
             "namespace with --release-namespace"
         )
     status_name = status_configmap_name(name)
-    reported, notes = _reported(client.CoreV1Api(api), namespace, status_name)
+    reported, notes = _reported(_official().CoreV1Api(api), namespace, status_name)
     if policy_configmap:
         policy_ref, key = policy_configmap, "policy.yaml"
         if "/" not in policy_ref:
@@ -324,7 +323,7 @@ def release_identities(api: Any, installation: Installation) -> tuple[Identity, 
         selector += f",{_INSTANCE}={installation.release}"
     listed = _call(
         f"deployments in namespace {installation.namespace}",
-        client.AppsV1Api(api).list_namespaced_deployment,
+        _official().AppsV1Api(api).list_namespaced_deployment,
         installation.namespace,
         label_selector=selector,
     ).get("items", [])
@@ -358,7 +357,7 @@ def read_policy(api: Any, installation: Installation) -> tuple[Policy | None, st
     namespace, _, name = installation.policy_configmap.partition("/")
     configmap = _call(
         f"configmap {installation.policy_configmap}",
-        client.CoreV1Api(api).read_namespaced_config_map,
+        _official().CoreV1Api(api).read_namespaced_config_map,
         name,
         namespace,
     )
@@ -429,7 +428,7 @@ def read_status(
 
 def read_cluster(api: Any, policy: Policy, namespace: str | None) -> tuple[ClusterStore, list[Any]]:
     """Namespaces, sources, copies and (when a rule names them) ServiceAccounts."""
-    core = client.CoreV1Api(api)
+    core = _official().CoreV1Api(api)
     store = ClusterStore()
     if namespace is None:
         for item in _call("namespaces", core.list_namespace).get("items", []):
@@ -495,7 +494,7 @@ _READERS: Mapping[str, tuple[str, str]] = {
 def read_object(api: Any, kind: str, name: str, namespace: str) -> dict[str, Any]:
     """A live Pod, ServiceAccount or workload (``explain.resource_kind``), as JSON."""
     group, method = _READERS[kind]
-    reader = getattr(getattr(client, group)(api), method)
+    reader = getattr(getattr(_official(), group)(api), method)
     obj = _call(f"{kind.lower()} {name} in namespace {namespace}", reader, name, namespace)
     obj.setdefault("kind", kind)
     return obj
@@ -509,7 +508,7 @@ def read_sources(
     Returns (Secret objects, notes, namespace labels or ``None`` if the namespace is not
     found). A source the caller may not read is a note, not a failure.
     """
-    core = client.CoreV1Api(api)
+    core = _official().CoreV1Api(api)
     secrets: list[dict[str, Any]] = []
     notes: list[str] = []
     for source_namespace, name in sorted(policy.source_refs()):
@@ -593,6 +592,8 @@ class _NotFound(CannotAsk):
 
 def _call(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """One read, as JSON; refusals and transport failures become ``CannotAsk``."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 - see _official
+
     try:
         response = call(*args, _preload_content=False, _request_timeout=_TIMEOUT, **kwargs)
     except ApiException as exc:
@@ -608,7 +609,7 @@ def _call(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> dic
     return data
 
 
-def _status_message(exc: ApiException) -> str:
+def _status_message(exc: Any) -> str:
     try:
         status = json.loads(exc.body or "")
         if isinstance(status, dict) and status.get("message"):
@@ -616,3 +617,12 @@ def _status_message(exc: ApiException) -> str:
     except (ValueError, TypeError):
         pass
     return str(exc.reason or "")
+
+
+def _official() -> Any:
+    """The official client's API classes, for the command line's client
+    (``webhook.k8s.secretcreate.connect``), imported on first use: the controller imports this
+    module for ``StatusPublisher`` and never loads ``kubernetes``."""
+    from kubernetes import client  # noqa: PLC0415
+
+    return client

@@ -20,8 +20,6 @@ import logging
 import time
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from webhook.core.clusterview import ViewStore, target_from_object
 from webhook.core.conventions import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from webhook.core.copies import render_copy
@@ -35,6 +33,7 @@ from webhook.core.sync import (
     UpdateCopy,
 )
 from webhook.k8s.events import record_event
+from webhook.k8s.rest import ApiError
 from webhook.metrics import Metrics
 
 __all__ = ["apply_action"]
@@ -54,7 +53,7 @@ def apply_action(core: Any, store: ViewStore, action: Action, metrics: Metrics) 
         try:
             outcome = _apply(core, store, action, metrics)
             break
-        except ApiException as exc:
+        except ApiError as exc:
             outcome = f"http_{exc.status}"
             if exc.status not in _RETRYABLE or isinstance(action, Conflict | ProtectedSource):
                 break
@@ -97,7 +96,7 @@ def _create(core: Any, store: ViewStore, action: CreateCopy) -> str:
         response = core.create_namespaced_secret(
             action.spec.namespace, body, _request_timeout=10, _preload_content=False
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 409:
             return "exists"
         if exc.status in (403, 404) and _namespace_terminating(exc):
@@ -136,7 +135,7 @@ def _update(core: Any, store: ViewStore, action: UpdateCopy) -> str:
             _request_timeout=10,
             _preload_content=False,
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 422:
             return "not_ours"  # the label test failed: someone else owns it now
         if exc.status == 404:
@@ -155,7 +154,7 @@ def _delete(core: Any, store: ViewStore, namespace: str, name: str, uid: str) ->
             _request_timeout=10,
             _preload_content=False,
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404:
             store.delete_target(namespace, name)
             return "gone"
@@ -187,7 +186,7 @@ def _link(core: Any, action: LinkServiceAccount) -> str:
             _request_timeout=10,
             _preload_content=False,
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status in (404, 422):
             return "stale"  # changed or gone since we looked; the next reconcile sees it
         raise
@@ -243,7 +242,7 @@ def _report_protected_source(core: Any, action: ProtectedSource) -> None:
     )
 
 
-def _namespace_terminating(exc: ApiException) -> bool:
+def _namespace_terminating(exc: ApiError) -> bool:
     return "being terminated" in str(exc.body or "") or "not found" in str(exc.body or "")
 
 
