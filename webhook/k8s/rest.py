@@ -176,7 +176,7 @@ class _ApiGroup:
     ) -> urllib3.BaseHTTPResponse:
         content_type = options.pop("_content_type", None)
         if content_type is None and method == "PATCH":
-            # As the official client picks: a list is a JSON patch, a mapping a merge patch.
+            # A list is a JSON patch (RFC 6902), a mapping a JSON merge patch (RFC 7386).
             content_type = _JSON_PATCH if isinstance(body, list) else _MERGE_PATCH
         timeout, query = _split(options)
         return self.client.request(
