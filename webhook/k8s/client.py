@@ -3,7 +3,8 @@
 The webhook pod and the controller both use ``webhook.k8s.rest`` (no ``kubernetes`` import:
 ~56 MiB and half a second of CPU less at every start); the controller's is bounded by a token
 bucket and keeps more idle connections. The command line keeps the official client
-(``webhook.k8s.secretcreate.connect``), for the kubeconfigs of people.
+(``webhook.k8s.secretcreate.connect``): an operator's kubeconfig may authenticate by an exec
+plugin, which ``webhook.k8s.rest`` refuses.
 """
 
 from __future__ import annotations
