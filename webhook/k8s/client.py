@@ -14,18 +14,17 @@ from typing import Any
 import orjson
 
 from webhook.k8s.ratelimit import TokenBucket, rate_limit
-from webhook.k8s.rest import RestClient, in_cluster_client, kubeconfig_client
+from webhook.k8s.rest import POOL_SIZE, RestClient, in_cluster_client, kubeconfig_client
 from webhook.metrics import Metrics
 from webhook.settings import Settings
 
 __all__ = ["api_client", "controller_api_client", "self_subject_access_review"]
 
 _SELF_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
-_POOL_SIZE = 16
 _CONTROLLER_POOL_SIZE = 32
 
 
-def api_client(settings: Settings, pool_size: int = _POOL_SIZE) -> RestClient:
+def api_client(settings: Settings, pool_size: int = POOL_SIZE) -> RestClient:
     """Kubeconfig when ``settings.kubeconfig`` is set, else the pod's ServiceAccount."""
     if settings.kubeconfig:
         return kubeconfig_client(settings.kubeconfig, pool_size=pool_size)

@@ -38,6 +38,7 @@ import yaml
 from webhook.settings import SettingsError
 
 __all__ = [
+    "POOL_SIZE",
     "AdmissionregistrationV1",
     "ApiError",
     "CoordinationV1",
@@ -50,6 +51,8 @@ __all__ = [
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
+POOL_SIZE = 16
+"""Idle connections a client keeps by default (the webhook pod's; the controller asks for more)."""
 
 
 class ApiError(Exception):
@@ -98,7 +101,7 @@ class RestClient:
         server: str,
         context: ssl.SSLContext,
         token: _Token | None = None,
-        pool_size: int = 16,
+        pool_size: int = POOL_SIZE,
     ) -> None:
         self.server = server.rstrip("/")
         self._token = token
@@ -393,7 +396,7 @@ def in_cluster_client(
     environ: Mapping[str, str] = os.environ,
     directory: Path = SERVICE_ACCOUNT_DIR,
     *,
-    pool_size: int = 16,
+    pool_size: int = POOL_SIZE,
 ) -> RestClient:
     """The pod's ServiceAccount, as ``kubernetes.config.load_incluster_config`` finds it."""
     host = environ.get("KUBERNETES_SERVICE_HOST", "")
@@ -411,7 +414,7 @@ def in_cluster_client(
     return RestClient(f"https://{host}:{port}", context, _Token(path=token_file), pool_size)
 
 
-def kubeconfig_client(path: str, *, pool_size: int = 16) -> RestClient:
+def kubeconfig_client(path: str, *, pool_size: int = POOL_SIZE) -> RestClient:
     """The current context of the kubeconfig at ``path``: a token or a client certificate."""
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
