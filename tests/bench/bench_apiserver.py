@@ -15,6 +15,15 @@ in-flight requests, bounded time):
 * ``ours-quiet`` (``--quiet-variant``): the same with ``PSI_LOG_LEVEL=WARNING``, which drops
   the per-review INFO log line (isolates what synchronous logging costs).
 
+Phases run one after another (``--pods`` each, the order rotated every round), or, with
+``--interleaved``, all at once: every phase has its own namespace and its own
+MutatingWebhookConfiguration (selecting that namespace by label), and the client sends one pod
+to each phase in a shuffled order, block after block, at the same total ``--rate``. Then a
+slow moment of the API server, etcd or the machine falls on every phase alike instead of on
+whichever phase ran during it, and "added over ``none``" compares samples from the same
+seconds; sequential rounds put the API server's own drift between phases (BENCHMARKS.md §3:
+per-round ratios of 0.03-4.23).
+
 Both webhooks use ``failurePolicy: Fail`` so every pod really went through them. Reported:
 the client-side create latency (p50/p99; also measured from the scheduled send time, which
 shows any queueing in the client), the latency each webhook *adds* over ``none`` in the same
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import shutil
 import sys
 import threading
@@ -67,6 +77,8 @@ from tests.e2e.support import (
 )
 
 WEBHOOK_METRIC = "apiserver_admission_webhook_admission_duration_seconds"
+PHASE_LABEL_PREFIX = "bench.pullsecret-injector.io/"
+"""``--interleaved``: namespace label ``<prefix><phase>=true`` selects that phase's webhook."""
 INAPP_METRIC = "pullsecret_injector_admission_duration_seconds"
 
 
@@ -113,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="also a phase 'ours-quiet': ours with PSI_LOG_LEVEL=WARNING (no per-review log)",
     )
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="run the phases at once, pods shuffled across them (see the module docstring)",
+    )
     parser.add_argument("--json", type=Path, help="write raw results here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
@@ -146,23 +163,35 @@ def main(argv: Sequence[str] | None = None) -> None:
             for server in servers.values():
                 if server is not None and server is not ours:
                     server.start()
+            layout = (
+                f"interleaved: all {len(names)} phases at once, {args.rate:.0f} pods/s in all"
+                if args.interleaved
+                else f"sequential, at {args.rate:.0f}/s"
+            )
             print(
-                f"{args.pods} pods per phase at {args.rate:.0f}/s after {args.warmup} unmeasured;"
+                f"{args.pods} pods per phase, {layout}, after {args.warmup} unmeasured;"
                 f" ours: {ours.name}, policy of {args.rules} rules; both webhooks return "
                 f"`{json.dumps(patch)}`\n",
                 flush=True,
             )
             for round_ in range(args.rounds):
-                shift = round_ % len(names)
-                for name in names[shift:] + names[:shift]:
-                    phase = run_phase(cluster, certificates, name, servers[name], round_, args)
-                    phases.append(phase)
+                if args.interleaved:
+                    done = run_interleaved(cluster, certificates, servers, round_, args)
+                else:
+                    shift = round_ % len(names)
+                    done = [
+                        run_phase(cluster, certificates, name, servers[name], round_, args)
+                        for name in names[shift:] + names[:shift]
+                    ]
+                for phase in done:
                     print(
-                        f"  round {round_ + 1} {name:>10}: {phase.ok} ok, {phase.errors} errors, "
-                        f"{phase.rate:.0f}/s, p50 {phase.p(50):.1f} ms, p99 {phase.p(99):.1f} ms",
+                        f"  round {round_ + 1} {phase.name:>10}: {phase.ok} ok, "
+                        f"{phase.errors} errors, {phase.rate:.0f}/s, p50 {phase.p(50):.1f} ms, "
+                        f"p99 {phase.p(99):.1f} ms",
                         file=sys.stderr,
                         flush=True,
                     )
+                phases += done
         finally:
             for server in servers.values():
                 if server is not None:
@@ -201,17 +230,12 @@ def run_phase(
                 config, certificates.ca_pem, url=server.url, failure_policy="Fail"
             ),
         )
-    wait_until(
-        lambda: patched_on_dry_run(cluster.raw, namespace) == (server is not None),
-        f"the API server to {'call' if server else 'stop calling'} the webhook",
-        timeout=60,
-        interval=0.25,
-    )
+    wait_for_routing(cluster.raw, namespace, called=server is not None)
     path = f"/api/v1/namespaces/{namespace}/pods"
     pod = bench_pod(f"{name}-{round_ + 1}")
-    create_pods(cluster.raw, path, pod, args.warmup, args.rate, args.in_flight)  # unmeasured
+    create_pods(cluster.raw, [path], pod, args.warmup, args.rate, args.in_flight)  # unmeasured
     before, inapp_before = webhook_histogram(cluster), inapp_histogram(server)
-    phase = create_pods(cluster.raw, path, pod, args.pods, args.rate, args.in_flight)
+    [phase] = create_pods(cluster.raw, [path], pod, args.pods, args.rate, args.in_flight)
     after, inapp_after = webhook_histogram(cluster), inapp_histogram(server)
     phase.name, phase.round = name, round_ + 1
     phase.buckets = {le: after.get(le, 0) - before.get(le, 0) for le in after}
@@ -219,6 +243,70 @@ def run_phase(
     if server is not None:
         unregister_webhook(cluster.api, config)
     return phase
+
+
+def run_interleaved(
+    cluster: Cluster,
+    certificates: Certificates,
+    servers: dict[str, Server | None],
+    round_: int,
+    args: argparse.Namespace,
+) -> list[Phase]:
+    """One round of every phase at once: a namespace and a webhook configuration per phase.
+
+    The namespaces and their default ServiceAccounts come first: the configurations match
+    ServiceAccounts too, and the floors answer every review with the pod's patch.
+    """
+    namespaces = {name: f"apib-{name}-{round_ + 1}" for name in servers}
+    for name, server in servers.items():
+        labels = {INJECT_LABEL: "true"}
+        if server is not None:
+            labels[PHASE_LABEL_PREFIX + name] = "true"
+        cluster.api.ensure_namespace(namespaces[name], labels)
+        cluster.plane.wait_for_service_account(namespaces[name])
+    webhook_names = {}
+    for name, server in servers.items():
+        if server is None:
+            continue
+        configuration = webhook_configuration(
+            f"bench-webhook-{name}",
+            certificates.ca_pem,
+            url=server.url,
+            failure_policy="Fail",
+            namespace_label=PHASE_LABEL_PREFIX + name,
+        )
+        webhook_names[name] = f"{name}.bench.pullsecret-injector.io"
+        configuration["webhooks"][0]["name"] = webhook_names[name]
+        register_webhook(cluster.api, configuration)
+    for name, server in servers.items():
+        wait_for_routing(cluster.raw, namespaces[name], called=server is not None)
+    paths = [f"/api/v1/namespaces/{namespaces[name]}/pods" for name in servers]
+    pod = bench_pod(f"interleaved-{round_ + 1}")
+    count = args.pods * len(servers)
+    create_pods(cluster.raw, paths, pod, args.warmup * len(servers), args.rate, args.in_flight)
+    before = {n: webhook_histogram(cluster, w) for n, w in webhook_names.items()}
+    inapp_before = {n: inapp_histogram(s) for n, s in servers.items()}
+    phases = create_pods(cluster.raw, paths, pod, count, args.rate, args.in_flight, seed=round_)
+    for phase, (name, server) in zip(phases, servers.items(), strict=True):
+        phase.name, phase.round = name, round_ + 1
+        if name in webhook_names:
+            after = webhook_histogram(cluster, webhook_names[name])
+            phase.buckets = {le: after[le] - before[name].get(le, 0) for le in after}
+        inapp_after = inapp_histogram(server)
+        phase.inapp = {le: inapp_after[le] - inapp_before[name].get(le, 0) for le in inapp_after}
+    for name in webhook_names:
+        unregister_webhook(cluster.api, f"bench-webhook-{name}")
+    return phases
+
+
+def wait_for_routing(raw: RawApi, namespace: str, *, called: bool) -> None:
+    """Wait until the API server's webhook set for ``namespace`` is the one just registered."""
+    wait_until(
+        lambda: patched_on_dry_run(raw, namespace) == called,
+        f"the API server to {'call' if called else 'not call'} a webhook for {namespace}",
+        timeout=60,
+        interval=0.25,
+    )
 
 
 def patched_on_dry_run(raw: RawApi, namespace: str) -> bool:
@@ -232,13 +320,21 @@ def patched_on_dry_run(raw: RawApi, namespace: str) -> bool:
 
 
 def create_pods(
-    raw: RawApi, path: str, pod: dict[str, object], count: int, rate: float, in_flight: int
-) -> Phase:
-    """Open loop: pod ``i`` is due at ``start + i / rate``; ``in_flight`` threads send them."""
-    service: list[float] = []
-    scheduled: list[float] = []
-    sent_at: list[float] = []
-    errors: list[str] = []
+    raw: RawApi,
+    paths: Sequence[str],
+    pod: dict[str, object],
+    count: int,
+    rate: float,
+    in_flight: int,
+    seed: int = 0,
+) -> list[Phase]:
+    """Open loop: pod ``i`` is due at ``start + i / rate``; ``in_flight`` threads send them.
+
+    Pods go to ``paths`` in ``interleaved_order``; one Phase per path, in the order of ``paths``.
+    """
+    targets = interleaved_order(count, len(paths), seed)
+    phases = [Phase("", 0, 0, 0, 0.0, [], [], {}) for _ in paths]
+    errors: list[list[str]] = [[] for _ in paths]
     lock = threading.Lock()
     next_index = [0]
     start = time.monotonic() + 0.2
@@ -256,19 +352,22 @@ def create_pods(
             due = start + index / rate
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
+            target = targets[index]
             sent = time.monotonic()
             try:
-                status, document = raw.request("POST", path, pod)
+                status, document = raw.request("POST", paths[target], pod)
             except OSError as exc:
                 status, document = 0, {"message": repr(exc)}
             done = time.monotonic()
             with lock:
+                phase = phases[target]
                 if status == 201:
-                    service.append((done - sent) * 1000)
-                    scheduled.append((done - due) * 1000)
-                    sent_at.append(sent)
+                    phase.service_ms.append((done - sent) * 1000)
+                    phase.scheduled_ms.append((done - due) * 1000)
+                    phase.sent_at.append(sent)
                 else:
-                    errors.append(f"{status} {str(document.get('message', document))[:300]}")
+                    message = str(document.get("message", document))[:300]
+                    errors[target].append(f"{status} {message}")
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(in_flight)]
     for thread in threads:
@@ -276,26 +375,33 @@ def create_pods(
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()) + 5)
     seconds = time.monotonic() - start
-    return Phase(
-        "",
-        0,
-        len(service),
-        len(errors),
-        seconds,
-        service,
-        scheduled,
-        {},
-        errors[0] if errors else "",
-        sent_at=sent_at,
-    )
+    for phase, failed in zip(phases, errors, strict=True):
+        phase.ok, phase.errors, phase.seconds = len(phase.service_ms), len(failed), seconds
+        phase.first_error = failed[0] if failed else ""
+    return phases
 
 
-def webhook_histogram(cluster: Cluster) -> dict[float, float]:
-    """Cumulative buckets of the API server's admit-webhook duration histogram."""
+def interleaved_order(count: int, paths: int, seed: int) -> list[int]:
+    """Which path each of ``count`` pods goes to: blocks holding each path once, shuffled."""
+    shuffler = random.Random(seed)
+    order: list[int] = []
+    while len(order) < count:
+        block = list(range(paths))
+        shuffler.shuffle(block)
+        order += block
+    return order[:count]
+
+
+def webhook_histogram(cluster: Cluster, webhook: str | None = None) -> dict[float, float]:
+    """Cumulative buckets of the API server's admit-webhook duration histogram.
+
+    With ``webhook``, only that webhook's calls (the metric's ``name`` label).
+    """
     status, text = cluster.plane.get("/metrics", timeout=30)
     if status != 200:
         raise RuntimeError(f"/metrics: {status}")
-    return histogram(text.decode(), WEBHOOK_METRIC, {"type": "admit"})
+    labels = {"type": "admit"} | ({"name": webhook} if webhook else {})
+    return histogram(text.decode(), WEBHOOK_METRIC, labels)
 
 
 def inapp_histogram(server: Server | None) -> dict[float, float]:
