@@ -332,7 +332,7 @@ def patched_on_dry_run(raw: RawApi, namespace: str) -> bool:
 
 def create_pods(
     raw: RawApi,
-    paths: Sequence[str],
+    paths: list[str],
     pod: dict[str, object],
     count: int,
     rate: float,

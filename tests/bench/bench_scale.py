@@ -370,7 +370,7 @@ def converge(
         if args.pods_from == "ready":
             wait_until(controller.ready, "the controller ready", timeout=600, interval=0.2)
             print(f"Pods from the controller's readiness, {time.monotonic() - start:.1f} s in.\n")
-        phase = create_pods(raw, path, pod, args.pods, args.rate, in_flight=32)
+        [phase] = create_pods(raw, [path], pod, args.pods, args.rate, in_flight=32)
         histogram_after, inapp_after = counters.scrape().webhook, inapp_histogram(ours)
         wait_until(
             lambda: created_copies(controller, ours) >= scale.copies,
