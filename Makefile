@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # The harness every e2e test and the demo use, typed strictly and formatted like the package:
-# all of tools/, plus the test modules that are strict already (pyproject's mypy covers the
-# package only; the rest of tests/ is checked by ruff).
-STRICT_TESTS := tests/e2e/support.py tests/e2e/tokenservice.py tests/e2e/hoststate.py tests/harness
+# all of tools/, the benchmarks, plus the test modules that are strict already (pyproject's
+# mypy covers the package only; the rest of tests/ is checked by ruff). tests/ is no package
+# and tests/bench is, hence --explicit-package-bases: the bench modules are tests.bench.*.
+STRICT_TESTS := tests/e2e/support.py tests/e2e/tokenservice.py tests/e2e/hoststate.py tests/harness \
+                tests/bench
 BIN_DIRS = PULLSECRET_BIN_DIR=$$(tools/build-control-plane.sh) \
            PULLSECRET_NODE_BIN_DIR=$$(tools/build-node.sh)
 
@@ -41,7 +43,7 @@ lint: venv lint-chart
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check webhook certs tools $(STRICT_TESTS)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict tools $(STRICT_TESTS)
+	$(VENV)/bin/mypy --strict --explicit-package-bases tools $(STRICT_TESTS)
 	$(VENV)/bin/lint-imports
 	test -z "$$(gofmt -l tools/imagetool)"
 

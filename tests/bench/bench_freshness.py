@@ -19,6 +19,7 @@ Targets (issue 10): edit p99 ≤ 2 s; 1,000 copies updated ≤ 30 s.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import threading
@@ -103,9 +104,7 @@ def policy_edits(
             version = int(set_policy(cluster.api, text))
             answered = time.monotonic()
             wait_until(
-                lambda v=version: (
-                    (ours.server.metric_value("pullsecret_injector_policy_generation") or 0) >= v
-                ),
+                functools.partial(generation_reached, ours, version),
                 f"policy {version} in every worker",
                 timeout=30,
                 interval=0.01,
@@ -170,7 +169,7 @@ def rotations(cluster: Cluster, workdir: Path, args: argparse.Namespace) -> None
             rotated = time.monotonic()
             data = secret["data"][".dockerconfigjson"]
             wait_until(
-                lambda d=data: copies_with(cluster, d) >= args.copies,
+                functools.partial(copies_reached, cluster, data, args.copies),
                 f"rotation {rotation + 1} in {args.copies} copies",
                 timeout=300,
                 interval=0.25,
@@ -197,6 +196,15 @@ def current_data(cluster: Cluster) -> str:
     if status != 200:
         raise RuntimeError(f"source secret: {status}")
     return str(secret["data"][".dockerconfigjson"])
+
+
+def generation_reached(ours: Ours, generation: int) -> bool:
+    """Whether every worker serves policy ``generation`` (the metric is the workers' minimum)."""
+    return (ours.server.metric_value("pullsecret_injector_policy_generation") or 0) >= generation
+
+
+def copies_reached(cluster: Cluster, data: str, count: int) -> bool:
+    return copies_with(cluster, data) >= count
 
 
 def copies_with(cluster: Cluster, data: str) -> int:

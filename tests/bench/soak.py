@@ -194,6 +194,10 @@ class LoadGenerator:
         connection.close()
 
 
+def total_kib(snapshot: dict[str, int]) -> int:
+    return sum(snapshot.values())
+
+
 def rss_snapshot(master: int) -> dict[str, int]:
     """VmRSS in KiB of the master and each live worker (keyed by role and PID)."""
     snapshot = {f"master {master}": rss_kib(master)}
@@ -268,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         end = rss_snapshot(master)
         samples.append((elapsed, end))
         baseline = next((s for t, s in samples if t >= args.warmup), samples[0][1])
-        total = lambda snap: sum(snap.values())  # noqa: E731
-        growth = 100.0 * (total(end) - total(baseline)) / total(baseline)
-        growth_from_start = 100.0 * (total(end) - total(samples[0][1])) / total(samples[0][1])
+        growth = 100.0 * (total_kib(end) - total_kib(baseline)) / total_kib(baseline)
+        growth_from_start = (
+            100.0 * (total_kib(end) - total_kib(samples[0][1])) / total_kib(samples[0][1])
+        )
         errors_logged = sum(
             1 for r in server.log_records() if r.get("level") in ("error", "critical")
         )
@@ -294,15 +299,15 @@ def main(argv: list[str] | None = None) -> int:
             "rss_kib_after_warmup": baseline,
             "rss_kib_end": end,
             "rss_total_kib": {
-                "start": total(samples[0][1]),
-                "after_warmup": total(baseline),
-                "end": total(end),
+                "start": total_kib(samples[0][1]),
+                "after_warmup": total_kib(baseline),
+                "end": total_kib(end),
             },
             "rss_growth_pct_after_warmup": round(growth, 2),
             "rss_growth_pct_from_start": round(growth_from_start, 2),
             "workers_restarted": sorted(set(workers_at_start) ^ set(children(master))),
             "error_log_lines": errors_logged,
-            "rss_timeline_total_kib": [f"{round(t)}s={total(s)}" for t, s in samples],
+            "rss_timeline_total_kib": [f"{round(t)}s={total_kib(s)}" for t, s in samples],
         }
         text = json.dumps(summary, indent=2)
         print(text)

@@ -191,7 +191,7 @@ def patched_secrets(answer: Mapping[str, Any]) -> list[str]:
     response = answer["response"]
     if "patch" not in response:
         return []
-    names = []
+    names: list[str] = []
     for op in json.loads(base64.b64decode(response["patch"])):
         value = op["value"]
         names.extend(v["name"] for v in (value if isinstance(value, list) else [value]))
